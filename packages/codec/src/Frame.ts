@@ -1,0 +1,160 @@
+/**
+ * The incremental framer: arbitrary chunks of a byte stream in, whole frames out.
+ *
+ * Invariants:
+ * - The same frames come out for every split of the stream into chunks (tested at every split point).
+ * - Every length is bounded before it is trusted: below 4, or above `maxMessageSize` (untyped
+ *   startup packets: above MAX_STARTUP_PACKET_LENGTH) is a `ProtocolError`; nothing is allocated
+ *   from a length field: a partial frame is kept as the chunks that arrived, and joined only when whole.
+ * - Frames are handed out as views (buf, start, end) of the chunk they arrived in, or of a fresh
+ *   buffer when they spanned chunks; the framer never writes into those bytes again.
+ * - After a ProtocolError the framer is poisoned: every later push throws the same error.
+ *
+ * Modes: "typed" (Byte1 type + Int32 length: every message after startup), "untyped" (Int32
+ * length only: StartupMessage, SSLRequest, GSSENCRequest, CancelRequest as read by a server),
+ * and "byte" (one byte, the S/N answer to SSLRequest/GSSENCRequest), after which it returns to "typed".
+ * The mode may be changed from inside the frame callback and applies to the very next frame.
+ */
+import { DEFAULT_MAX_MESSAGE_SIZE, MAX_STARTUP_PACKET_LENGTH, MIN_MESSAGE_LENGTH } from "./Limits.ts"
+import { ProtocolError } from "./ProtocolError.ts"
+
+export type FrameMode = "typed" | "untyped" | "byte"
+
+/**
+ * Receives one frame: `type` is the type byte (0 for an untyped frame; the byte itself in
+ * "byte" mode, with an empty body); the body is `buf[start, end)`, without type and length.
+ */
+export type FrameHandler = (type: number, buf: Uint8Array, start: number, end: number) => void
+
+export interface FramerOptions {
+  readonly maxMessageSize?: number | undefined
+  readonly mode?: FrameMode | undefined
+}
+
+const EMPTY = new Uint8Array(0)
+
+export class Framer {
+  mode: FrameMode
+  readonly maxMessageSize: number
+  /** Bytes consumed before the current buffer (for error offsets). */
+  private consumed = 0
+  private parts: Array<Uint8Array> = []
+  private partsLength = 0
+  /** Total bytes the frame at the head of `parts` needs, once its header is known (0 = unknown). */
+  private need = 0
+  private failure: ProtocolError | undefined
+
+  constructor(options: FramerOptions = {}) {
+    this.mode = options.mode ?? "typed"
+    this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+  }
+
+  /** Bytes received but not yet framed (a partial frame, or bytes left after a mode switch). */
+  get buffered(): number {
+    return this.partsLength
+  }
+
+  /** Removes and returns the unframed bytes (e.g. to hand them to a TLS layer, or to prove there are none). */
+  drain(): Uint8Array {
+    const out = this.join()
+    this.consumed += out.length
+    this.parts = []
+    this.partsLength = 0
+    this.need = 0
+    return out
+  }
+
+  push(chunk: Uint8Array, onFrame: FrameHandler): void {
+    if (this.failure !== undefined) throw this.failure
+    if (chunk.length === 0) return
+    let buf: Uint8Array
+    if (this.partsLength > 0) {
+      this.parts.push(chunk)
+      this.partsLength += chunk.length
+      // Still short of a known frame size: keep the chunk as it is, no copy.
+      if (this.need > 0 && this.partsLength < this.need) return
+      if (this.need === 0 && this.partsLength < this.headerSize()) return
+      buf = this.join()
+      this.parts = []
+      this.partsLength = 0
+      this.need = 0
+    } else {
+      buf = chunk
+    }
+    this.run(buf, onFrame)
+  }
+
+  private headerSize(): number {
+    return this.mode === "typed" ? 5 : this.mode === "untyped" ? 4 : 1
+  }
+
+  private join(): Uint8Array {
+    if (this.parts.length === 0) return EMPTY
+    if (this.parts.length === 1) return this.parts[0]!
+    const out = new Uint8Array(this.partsLength)
+    let at = 0
+    for (const p of this.parts) {
+      out.set(p, at)
+      at += p.length
+    }
+    return out
+  }
+
+  private run(buf: Uint8Array, onFrame: FrameHandler): void {
+    let pos = 0
+    const len = buf.length
+    this.need = 0
+    try {
+      while (pos < len) {
+        const mode = this.mode
+        if (mode === "byte") {
+          const b = buf[pos]!
+          pos += 1
+          this.mode = "typed"
+          onFrame(b, buf, pos, pos)
+          continue
+        }
+        const typed = mode === "typed"
+        const header = typed ? 5 : 4
+        if (len - pos < header) break // header incomplete: `need` stays 0
+        const lp = typed ? pos + 1 : pos
+        const length = (buf[lp]! << 24) | (buf[lp + 1]! << 16) | (buf[lp + 2]! << 8) | buf[lp + 3]!
+        const max = typed ? this.maxMessageSize : MAX_STARTUP_PACKET_LENGTH
+        if (length < MIN_MESSAGE_LENGTH || length > max) {
+          this.poison(length, max, typed ? buf[pos]! : undefined, this.consumed + pos)
+        }
+        const total = typed ? length + 1 : length
+        if (len - pos < total) {
+          this.need = total
+          break
+        }
+        const type = typed ? buf[pos]! : 0
+        const start = pos + header
+        pos += total
+        onFrame(type, buf, start, pos)
+      }
+    } finally {
+      // Keep what is left (a view, not a copy) for the next chunk; also reached when onFrame throws.
+      if (this.failure === undefined && pos < len) {
+        const rest = pos === 0 ? buf : buf.subarray(pos)
+        this.parts = [rest]
+        this.partsLength = rest.length
+      }
+      this.consumed += pos
+    }
+  }
+
+  private poison(length: number, max: number, type: number | undefined, offset: number): never {
+    const name = type === undefined ? "startup packet" : `message '${String.fromCharCode(type)}'`
+    this.failure = new ProtocolError({
+      reason: length < MIN_MESSAGE_LENGTH ? "LengthOutOfRange" : "MessageTooLarge",
+      message: length < MIN_MESSAGE_LENGTH
+        ? `${name} has length ${length}, below the minimum of ${MIN_MESSAGE_LENGTH}`
+        : `${name} has length ${length}, above the maximum of ${max}` +
+          (type === undefined ? "" : " (raise maxMessageSize to accept larger messages)"),
+      ...(type === undefined ? {} : { messageType: String.fromCharCode(type) }),
+      offset
+    })
+    throw this.failure
+  }
+}

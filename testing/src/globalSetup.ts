@@ -1,0 +1,2 @@
+// Placeholder until the test-server module lands: starts nothing.
+export default function setup() {}
