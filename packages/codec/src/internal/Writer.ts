@@ -4,6 +4,8 @@
  * Invariants:
  * - Bytes handed out by `take()` are never written again: growth allocates a new buffer and the
  *   writer only ever appends after the last byte it handed out.
+ * - Positions (`pos`, the value `begin` returns) stay valid until the next `take()`: growth copies the
+ *   pending bytes to the same offsets of the new buffer.
  * - `begin`/`end` back-patch a message's Int32 length and refuse (ProtocolError "MessageTooLarge")
  *   any message over `maxMessageSize`, so an oversized message is never put on the wire.
  * - Int16/Int32 fields are range-checked ("EncodeInvalid"); C strings may not contain NUL.
@@ -20,23 +22,25 @@ export class Writer {
   start = 0
   pos = 0
   readonly maxMessageSize: number
+  private readonly initialSize: number
 
   constructor(initialSize = 4096, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE) {
+    this.initialSize = initialSize
     this.buf = new Uint8Array(initialSize)
     this.maxMessageSize = maxMessageSize
   }
 
-  /** Makes room for `n` more bytes. */
+  /**
+   * Makes room for `n` more bytes. Growth keeps every pending byte at the same offset, so positions
+   * taken since the last `take()` (a length to back-patch, say) stay valid.
+   */
   ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return
-    const pending = this.pos - this.start
     let size = Math.max(this.buf.length, 4096)
-    while (size < pending + n) size *= 2
+    while (size < this.pos + n) size *= 2
     const next = new Uint8Array(size)
-    next.set(this.buf.subarray(this.start, this.pos))
+    next.set(this.buf.subarray(this.start, this.pos), this.start)
     this.buf = next
-    this.start = 0
-    this.pos = pending
   }
 
   /** Bytes written since the last `take()`; the writer will never touch them again. */
@@ -45,7 +49,7 @@ export class Writer {
     this.start = this.pos
     // Once most of the buffer is handed out, start a fresh one instead of growing it.
     if (this.buf.length - this.pos < 256) {
-      this.buf = new Uint8Array(this.buf.length)
+      this.buf = new Uint8Array(this.initialSize)
       this.start = this.pos = 0
     }
     return out

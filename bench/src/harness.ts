@@ -1,0 +1,367 @@
+/**
+ * The benchmark harness: benchmarks, contenders, rounds, medians, goals and reports.
+ *
+ * Invariants:
+ * - Every contender runs in its own child process (`node bench/src/worker.ts <bench> <contender>`),
+ *   one process per round, so one client's heap, JIT state and RSS never leak into another's.
+ *   With pinning on, the worker (and any subprocess it starts, such as pgbench) runs under
+ *   `taskset -c 1` while the server is pinned to core 0.
+ * - Rounds are interleaved (round 1 of every contender, then round 2, …), so slow drift of the
+ *   machine affects every contender alike.
+ * - Every figure printed or written is computed from the samples of this run: medians, min/max,
+ *   ratios against the pgfx baseline of the same group, and the goal checks. Nothing is hard-coded.
+ * - A worker that fails or reports a skip yields no sample; its contender is shown with the reason
+ *   and every goal that needs it is reported as "not measured", never as met.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Path from "node:path"
+
+/** What a worker needs to reach the server and the shared files. */
+export interface BenchContext {
+  readonly host: string
+  readonly port: number
+  readonly socketDir: string
+  readonly user: string
+  readonly database: string
+  readonly cacheDir: string
+  readonly scratchDir: string
+  readonly pgbench: string
+  readonly pinned: boolean
+}
+
+/** One measured round of one contender, as the worker reports it. */
+export interface Sample {
+  /** Operations in the timed section (queries, rows or frames: see the benchmark's unit). */
+  readonly ops: number
+  readonly seconds: number
+  /** Client CPU (user + system) spent in the timed section, in microseconds. */
+  readonly cpuUs: number
+  /** Peak resident set size of the client process, in bytes (whole process lifetime). */
+  readonly peakRssBytes?: number
+  /** Secondary figures, e.g. frames/s next to rows/s. */
+  readonly extra?: Record<string, number>
+  /** Facts worth printing once, e.g. the JS types of a decoded row. */
+  readonly note?: string
+}
+
+export type WorkerOutcome =
+  | { readonly _tag: "Sample"; readonly sample: Sample }
+  | { readonly _tag: "Skipped"; readonly reason: string }
+
+export interface Contender {
+  readonly id: string
+  /** Shown in tables. */
+  readonly label: string
+  /** Rows of a benchmark are grouped; each group's first pgfx contender is its ratio baseline. */
+  readonly group: string
+  readonly isPgfx?: boolean
+  /** Runs inside the worker process. */
+  readonly run: (ctx: BenchContext) => Promise<WorkerOutcome>
+}
+
+export type Goal =
+  | {
+      readonly _tag: "Ratio"
+      readonly label: string
+      readonly pgfx: string
+      /** The best (highest median throughput) of these peers is the reference. */
+      readonly peers: ReadonlyArray<string>
+      readonly atLeast: number
+    }
+  | { readonly _tag: "Cpu"; readonly label: string; readonly contender: string; readonly maxUsPerOp: number }
+  | { readonly _tag: "Rss"; readonly label: string; readonly contender: string; readonly maxMB: number }
+
+export interface Benchmark {
+  readonly name: string
+  readonly title: string
+  /** Unit of one operation, e.g. "query", "row". */
+  readonly unit: string
+  readonly defaultRounds: number
+  readonly contenders: ReadonlyArray<Contender>
+  readonly goals: ReadonlyArray<Goal>
+  /** Preparation in the main process before any worker runs (e.g. capturing fixtures). */
+  readonly prepare?: (ctx: BenchContext) => Promise<void>
+  /** Whether the benchmark needs a running server in its workers. */
+  readonly needsServer: boolean
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring (inside workers)
+// ---------------------------------------------------------------------------------------------
+
+/** Starts a measurement; the returned function ends it and builds the sample. */
+export const startTimer = (): ((ops: number, extra?: Record<string, number>, note?: string) => WorkerOutcome) => {
+  const cpu0 = process.cpuUsage()
+  const t0 = process.hrtime.bigint()
+  return (ops, extra, note) => {
+    const t1 = process.hrtime.bigint()
+    const cpu = process.cpuUsage(cpu0)
+    const sample: Sample = {
+      ops,
+      seconds: Number(t1 - t0) / 1e9,
+      cpuUs: cpu.user + cpu.system,
+      ...(extra === undefined ? {} : { extra }),
+      ...(note === undefined ? {} : { note })
+    }
+    return { _tag: "Sample", sample }
+  }
+}
+
+export const skipped = (reason: string): WorkerOutcome => ({ _tag: "Skipped", reason })
+
+/** A short description of a decoded row's value types, to show that every contender decodes alike. */
+export const describeRow = (row: unknown): string => {
+  const values = Array.isArray(row) ? row : Object.values(row as Record<string, unknown>)
+  return values
+    .map((v) => (v === null ? "null" : v instanceof Date ? "Date" : v instanceof Uint8Array ? "bytes" : typeof v))
+    .join(",")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running workers (main process)
+// ---------------------------------------------------------------------------------------------
+
+const WORKER = Path.join(import.meta.dirname, "worker.ts")
+export const RESULT_PREFIX = "@@pgfx-bench-result@@"
+const WORKER_TIMEOUT_MS = 180_000
+
+export interface WorkerFailure {
+  readonly _tag: "Failed"
+  readonly reason: string
+}
+
+export const runWorker = (
+  bench: string,
+  contender: string,
+  ctx: BenchContext
+): Promise<WorkerOutcome | WorkerFailure> =>
+  new Promise((resolve) => {
+    const node = process.execPath
+    const args = [WORKER, bench, contender]
+    const [cmd, argv] = ctx.pinned ? ["taskset", ["-c", "1", node, ...args]] : [node, args]
+    const child = ChildProcess.spawn(cmd, argv, {
+      env: { ...process.env, PGFX_BENCH_CONTEXT: JSON.stringify(ctx) },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
+    const timer = setTimeout(() => child.kill("SIGKILL"), WORKER_TIMEOUT_MS)
+    child.on("close", (code, signal) => {
+      clearTimeout(timer)
+      const line = stdout.split("\n").find((l) => l.startsWith(RESULT_PREFIX))
+      if (code === 0 && line !== undefined) {
+        resolve(JSON.parse(line.slice(RESULT_PREFIX.length)) as WorkerOutcome)
+        return
+      }
+      const tail = (stderr.trim() || stdout.trim()).split("\n").slice(-6).join("\n")
+      resolve({
+        _tag: "Failed",
+        reason: `worker exited with ${signal ?? code}${signal === "SIGKILL" ? ` (timeout ${WORKER_TIMEOUT_MS / 1000} s?)` : ""}: ${tail}`
+      })
+    })
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and reports
+// ---------------------------------------------------------------------------------------------
+
+export interface ContenderResult {
+  readonly id: string
+  readonly label: string
+  readonly group: string
+  readonly isPgfx: boolean
+  readonly samples: ReadonlyArray<Sample>
+  /** Why there are no (or fewer) samples. */
+  readonly problems: ReadonlyArray<string>
+  readonly median?: number
+  readonly min?: number
+  readonly max?: number
+  readonly cpuUsPerOp?: number
+  readonly peakRssMB?: number
+  readonly extra?: Record<string, number>
+  readonly note?: string
+}
+
+export interface GoalResult {
+  readonly label: string
+  readonly value: number | undefined
+  readonly target: string
+  readonly met: boolean | undefined
+  readonly detail: string
+}
+
+export interface BenchmarkResult {
+  readonly name: string
+  readonly title: string
+  readonly unit: string
+  readonly pinned: boolean
+  readonly rounds: number
+  readonly contenders: ReadonlyArray<ContenderResult>
+  readonly goals: ReadonlyArray<GoalResult>
+}
+
+export const median = (xs: ReadonlyArray<number>): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+export const summarize = (
+  contender: Contender,
+  samples: ReadonlyArray<Sample>,
+  problems: ReadonlyArray<string>
+): ContenderResult => {
+  const base = {
+    id: contender.id,
+    label: contender.label,
+    group: contender.group,
+    isPgfx: contender.isPgfx === true,
+    samples,
+    problems
+  }
+  if (samples.length === 0) return base
+  const rates = samples.map((s) => s.ops / s.seconds)
+  const extraKeys = new Set(samples.flatMap((s) => Object.keys(s.extra ?? {})))
+  const extra: Record<string, number> = {}
+  for (const k of extraKeys) extra[k] = median(samples.map((s) => s.extra?.[k]).filter((v): v is number => v !== undefined))
+  const rss = samples.map((s) => s.peakRssBytes).filter((v): v is number => v !== undefined)
+  const note = samples.find((s) => s.note !== undefined)?.note
+  return {
+    ...base,
+    median: median(rates),
+    min: Math.min(...rates),
+    max: Math.max(...rates),
+    cpuUsPerOp: median(samples.map((s) => s.cpuUs / s.ops)),
+    ...(rss.length > 0 ? { peakRssMB: Math.max(...rss) / (1024 * 1024) } : {}),
+    ...(extraKeys.size > 0 ? { extra } : {}),
+    ...(note === undefined ? {} : { note })
+  }
+}
+
+export const evaluateGoals = (goals: ReadonlyArray<Goal>, results: ReadonlyArray<ContenderResult>): Array<GoalResult> => {
+  const byId = new Map(results.map((r) => [r.id, r]))
+  return goals.map((g): GoalResult => {
+    switch (g._tag) {
+      case "Ratio": {
+        const mine = byId.get(g.pgfx)?.median
+        const peers = g.peers
+          .map((id) => byId.get(id))
+          .filter((r): r is ContenderResult & { median: number } => r?.median !== undefined)
+        if (mine === undefined || peers.length === 0) {
+          return { label: g.label, value: undefined, target: `≥ ${g.atLeast}×`, met: undefined, detail: "not measured" }
+        }
+        const best = peers.reduce((a, b) => (b.median > a.median ? b : a))
+        const ratio = mine / best.median
+        return {
+          label: g.label,
+          value: ratio,
+          target: `≥ ${g.atLeast}×`,
+          met: ratio >= g.atLeast,
+          detail: `${ratio.toFixed(2)}× ${best.label}`
+        }
+      }
+      case "Cpu": {
+        const v = byId.get(g.contender)?.cpuUsPerOp
+        return {
+          label: g.label,
+          value: v,
+          target: `≤ ${g.maxUsPerOp} µs`,
+          met: v === undefined ? undefined : v <= g.maxUsPerOp,
+          detail: v === undefined ? "not measured" : `${v.toFixed(2)} µs/op`
+        }
+      }
+      case "Rss": {
+        const v = byId.get(g.contender)?.peakRssMB
+        return {
+          label: g.label,
+          value: v,
+          target: `≤ ${g.maxMB} MB`,
+          met: v === undefined ? undefined : v <= g.maxMB,
+          detail: v === undefined ? "not measured" : `${v.toFixed(1)} MB`
+        }
+      }
+    }
+  })
+}
+
+/** Throughput with an SI suffix: 1234567 → "1.23 M". */
+export const si = (x: number): string =>
+  x >= 1e9 ? `${(x / 1e9).toFixed(2)} G` : x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)} k` : x.toFixed(0)
+
+interface Row {
+  readonly cells: ReadonlyArray<string>
+}
+
+const tableRows = (result: BenchmarkResult): { header: ReadonlyArray<string>; groups: Array<{ group: string; rows: Array<Row> }> } => {
+  const header = ["contender", `${result.unit}s/s (median)`, "min – max", "vs pgfx", `CPU µs/${result.unit}`, "peak RSS", "notes"]
+  const groups: Array<{ group: string; rows: Array<Row> }> = []
+  for (const c of result.contenders) {
+    let g = groups.find((x) => x.group === c.group)
+    if (g === undefined) {
+      g = { group: c.group, rows: [] }
+      groups.push(g)
+    }
+  }
+  for (const g of groups) {
+    const members = result.contenders.filter((c) => c.group === g.group)
+    // pgfx rows first; the first measured pgfx row is the baseline.
+    const ordered = [...members.filter((c) => c.isPgfx), ...members.filter((c) => !c.isPgfx)]
+    const baseline = ordered.find((c) => c.isPgfx && c.median !== undefined)?.median
+    for (const c of ordered) {
+      const extra = c.extra === undefined ? [] : Object.entries(c.extra).map(([k, v]) => `${k} ${si(v)}`)
+      const notes = [...extra, ...(c.note === undefined ? [] : [c.note]), ...c.problems].join("; ")
+      g.rows.push({
+        cells: c.median === undefined
+          ? [c.label, "—", "—", "—", "—", "—", notes]
+          : [
+              c.label,
+              si(c.median),
+              `${si(c.min!)} – ${si(c.max!)}`,
+              baseline === undefined ? "—" : (c.median / baseline).toFixed(2),
+              c.cpuUsPerOp!.toFixed(c.cpuUsPerOp! < 10 ? 2 : 1),
+              c.peakRssMB === undefined ? "—" : `${c.peakRssMB.toFixed(0)} MB`,
+              notes
+            ]
+      })
+    }
+  }
+  return { header, groups }
+}
+
+const mark = (met: boolean | undefined) => (met === undefined ? "not measured" : met ? "met" : "NOT met")
+
+export const formatText = (result: BenchmarkResult): string => {
+  const { header, groups } = tableRows(result)
+  const all = [header, ...groups.flatMap((g) => g.rows.map((r) => r.cells))]
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (i === header.length - 1 ? 0 : r[i]!.length))))
+  const line = (cells: ReadonlyArray<string>) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : i === cells.length - 1 ? c : c.padStart(widths[i]!))).join("  ")
+  const out: Array<string> = []
+  out.push(`== ${result.name}: ${result.title} (${result.pinned ? "pinned: client core 1, server core 0" : "unpinned"}, ${result.rounds} rounds)`)
+  out.push(line(header))
+  for (const g of groups) {
+    out.push(`-- ${g.group}`)
+    for (const r of g.rows) out.push(line(r.cells))
+  }
+  for (const goal of result.goals) out.push(`goal: ${goal.label} ${goal.target}: ${goal.detail} → ${mark(goal.met)}`)
+  return out.join("\n")
+}
+
+export const formatMarkdown = (result: BenchmarkResult): string => {
+  const { header, groups } = tableRows(result)
+  const esc = (s: string) => s.replace(/\|/g, "\\|")
+  const out: Array<string> = []
+  out.push(`#### ${result.name}: ${result.title} — ${result.pinned ? "pinned (client core 1, server core 0)" : "unpinned"}, ${result.rounds} rounds`)
+  out.push("")
+  out.push(`| ${header.join(" | ")} |`)
+  out.push(`|${header.map((_, i) => (i === 0 || i === header.length - 1 ? " --- " : " ---: ")).join("|")}|`)
+  for (const g of groups) {
+    out.push(`| **${esc(g.group)}** |${" |".repeat(header.length - 1)}`)
+    for (const r of g.rows) out.push(`| ${r.cells.map(esc).join(" | ")} |`)
+  }
+  out.push("")
+  for (const goal of result.goals) out.push(`- ${goal.label} ${goal.target}: ${goal.detail} — **${mark(goal.met)}**`)
+  return out.join("\n")
+}

@@ -1,0 +1,704 @@
+/**
+ * A PostgreSQL connection as a scoped Effect resource.
+ *
+ * Invariants:
+ * - `make` is scoped: closing the Scope sends Terminate, ends the socket and interrupts the connection's
+ *   two fibers (reader and writer, see Wire.ts); nothing outlives the Scope.
+ * - Requests from concurrent fibers pipeline: each is encoded whole and submitted without waiting for the
+ *   others, up to `pipelineDepth` in flight; replies are routed to them in FIFO order.
+ * - Interrupting a query's fiber abandons the request (its replies are still consumed up to
+ *   ReadyForQuery, so the connection stays in step) and, when it is safe, cancels it on the server:
+ *   a CancelRequest is sent only if the interrupted request is the last one written to the socket; from
+ *   that instant the writer holds every later request back until the cancel socket has closed and the
+ *   interrupted request reached ReadyForQuery (Cancel.ts explains why the backend then cannot apply the
+ *   cancel to anything else). A request with later requests already on the wire is not cancelled on the
+ *   server (the cancel could hit one of them); its results are discarded.
+ * - A failed query leaves the connection usable; a broken socket or a protocol violation fails every
+ *   waiting request with the same ConnectionError/ProtocolError, promptly.
+ */
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import type * as Tls from "node:tls"
+import { Context, Duration, Effect, Exit, Layer, PubSub, Queue, Redacted, Scope, Semaphore, Stream } from "effect"
+import type * as Config from "effect/Config"
+import type { ErrorFields } from "@pgfx/codec/Async"
+import { decodeBackend } from "@pgfx/codec/BackendMessage"
+import { Framer } from "@pgfx/codec/Frame"
+import { encodeFrontend } from "@pgfx/codec/FrontendMessage"
+import { Writer } from "@pgfx/codec/internal/Writer"
+import { ProtocolError } from "@pgfx/codec/ProtocolError"
+import type { FieldDescription } from "@pgfx/codec/Query"
+import { TypeRegistry } from "@pgfx/codec/TypeRegistry"
+import { sendCancel } from "./Cancel.ts"
+import { type HandshakeError, negotiateTls, type SessionInfo, startup } from "./Handshake.ts"
+import { type PgConfig, type PgConfigError, type PgConfigInput, resolve as resolveConfig } from "./PgConfig.ts"
+import {
+  AuthenticationError,
+  ConnectionError,
+  InvalidRequestError,
+  type PgError,
+  PgServerError,
+  serverError,
+  TimeoutError
+} from "./PgError.ts"
+import {
+  encodeBind,
+  encodePrepare,
+  encodeSimpleQuery,
+  EXECUTE_SYNC,
+  makeDecoder,
+  PrepareRequest,
+  QueryRequest,
+  type QueryResult,
+  type RequestContext,
+  type Row,
+  type RowMode,
+  type RowSink,
+  writePendingCloses
+} from "./Query.ts"
+import { type PreparedStatement, StatementCache } from "./StatementCache.ts"
+import { connect, type Endpoint, Transport } from "./Transport.ts"
+import { Wire, type WireError } from "./Wire.ts"
+
+export interface Notification {
+  readonly processId: number
+  readonly channel: string
+  readonly payload: string
+}
+
+export interface QueryOptions {
+  /** "object" (default): rows as `{ column: value }`; "array": values in column order. */
+  readonly rowMode?: RowMode | undefined
+  /** false: run as an unnamed statement (no server-side statement cache entry). */
+  readonly prepare?: boolean | undefined
+  /** Cancel the statement on the server and fail with TimeoutError after this long. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+export interface StreamOptions extends QueryOptions {
+  /** Batches (of at most one socket chunk's rows each) buffered ahead of a slow consumer. Default 4. */
+  readonly bufferBatches?: number | undefined
+}
+
+export interface ConnectionInfo {
+  readonly host: string
+  readonly port: number
+  readonly processId: number
+  readonly protocolVersion: "3.0" | "3.2"
+  readonly serverVersion: string
+  readonly tls: boolean
+  readonly authenticationMethod: SessionInfo["authenticationMethod"]
+  readonly unrecognizedProtocolOptions: ReadonlyArray<string>
+}
+
+export interface ConnectionApi {
+  readonly info: ConnectionInfo
+  readonly config: PgConfig
+  /** The server's reported parameters (server_version, TimeZone, …), kept current as ParameterStatus arrives. */
+  readonly parameters: ReadonlyMap<string, string>
+  readonly registry: TypeRegistry
+  /** Extended-protocol query with parameters; named prepared statements are cached per connection. */
+  readonly query: <A = Row>(
+    sql: string,
+    params?: ReadonlyArray<unknown>,
+    options?: QueryOptions
+  ) => Effect.Effect<QueryResult<A>, PgError>
+  /** Simple-protocol query: several statements, no parameters; every statement's result. */
+  readonly simple: (sql: string, options?: QueryOptions) => Effect.Effect<ReadonlyArray<QueryResult>, PgError>
+  /** Rows as a stream with backpressure: while the consumer is slow, the socket is paused. */
+  readonly stream: <A = Row>(sql: string, params?: ReadonlyArray<unknown>, options?: StreamOptions) => Stream.Stream<A, PgError>
+  /** Prepares (or finds in the cache) a named statement; returns its parameter types and fields. */
+  readonly prepare: (sql: string) => Effect.Effect<PreparedStatement, PgError>
+  /** Asynchronous server messages. */
+  readonly notices: Stream.Stream<ErrorFields>
+  readonly parameterChanges: Stream.Stream<{ readonly name: string; readonly value: string }>
+  readonly notifications: Stream.Stream<Notification>
+  /** Sends a CancelRequest for whatever the session is running now (prefer interrupting the query's fiber). */
+  readonly cancel: Effect.Effect<void>
+  /** The transaction status of the last ReadyForQuery: "I" idle, "T" in a transaction, "E" failed transaction. */
+  readonly transactionStatus: () => "I" | "T" | "E"
+  /** Fails when the connection fails (socket closed, protocol error); useful for pools and supervisors. */
+  readonly closed: Effect.Effect<WireError>
+  readonly isOpen: () => boolean
+  /** Low level: the wire and encoding context, for COPY, replication and pipelines built on this connection. */
+  readonly internal: ConnectionInternal
+}
+
+export interface ConnectionInternal {
+  readonly wire: Wire
+  readonly writer: Writer
+  readonly context: RequestContext
+  readonly cancelTarget: () => import("./Cancel.ts").CancelTarget
+  /** Runs a request with the pipeline-depth permit held and the safe-cancel protocol on interruption. */
+  readonly run: <A>(
+    build: (resume: (effect: Effect.Effect<A, PgError>) => void) => { request: import("./Wire.ts").Pending & { abandoned: boolean }; bytes: Uint8Array | undefined }
+  ) => Effect.Effect<A, PgError>
+}
+
+export class Connection extends Context.Service<Connection, ConnectionApi>()("@pgfx/connection/Connection") {}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 30_000
+
+const hostOrder = (config: PgConfig): ReadonlyArray<PgConfig["hosts"][number]> => {
+  if (config.loadBalanceHosts !== "random" || config.hosts.length < 2) return config.hosts
+  const hosts = [...config.hosts]
+  for (let i = hosts.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[hosts[i], hosts[j]] = [hosts[j]!, hosts[i]!]
+  }
+  return hosts
+}
+
+/** TLS options per sslmode; files are read here so a bad path is a clear ConnectionError. */
+const tlsOptionsFor = (config: PgConfig, host: string): Effect.Effect<Tls.ConnectionOptions, ConnectionError> =>
+  Effect.try({
+    try: () => {
+      const read = (p: string) => Fs.readFileSync(p)
+      const verify = config.sslMode === "verify-full" || config.sslMode === "verify-ca" ||
+        (config.sslMode === "require" && config.sslRootCert !== undefined)
+      const options: Tls.ConnectionOptions = {
+        rejectUnauthorized: verify,
+        ...(config.sslRootCert !== undefined && config.sslRootCert !== "system" ? { ca: read(config.sslRootCert) } : {}),
+        ...(config.sslCert !== undefined ? { cert: read(config.sslCert) } : {}),
+        ...(config.sslKey !== undefined ? { key: read(config.sslKey) } : {}),
+        ...(config.sslPassword !== undefined ? { passphrase: redactedValue(config.sslPassword) } : {}),
+        ...(config.sslSni && Net.isIP(host) === 0 ? { servername: host } : {})
+      }
+      if (config.sslMode !== "verify-full") options.checkServerIdentity = () => undefined
+      else options.checkServerIdentity = undefined as never
+      if (config.sslMode === "verify-full") {
+        // Node verifies the name against `servername`, or `host` when it is an IP.
+        ;(options as { host?: string }).host = host
+        if (Net.isIP(host) === 0) options.servername = host
+        delete (options as { checkServerIdentity?: unknown }).checkServerIdentity
+      }
+      return options
+    },
+    catch: (e) =>
+      new ConnectionError({
+        reason: "TlsFailed",
+        message: `cannot read a TLS file: ${e instanceof Error ? e.message : String(e)}`
+      })
+  })
+
+const redactedValue = (r: Redacted.Redacted<string>): string => Redacted.value(r)
+
+interface Opened {
+  readonly transport: Transport
+  readonly framer: Framer
+  readonly session: SessionInfo
+  readonly endpoint: Endpoint
+  readonly tls: Tls.ConnectionOptions | undefined
+}
+
+/** One attempt at one host with one TLS choice. */
+const attempt = (
+  config: PgConfig,
+  endpoint: Endpoint,
+  useTls: boolean,
+  writer: Writer,
+  /** The host name for SNI and certificate checks (hostaddr may be what we connect to). */
+  serverName: string
+): Effect.Effect<Opened, HandshakeError> =>
+  Effect.gen(function*() {
+    const timeoutMs = config.connectTimeout !== undefined
+      ? Duration.toMillis(config.connectTimeout)
+      : DEFAULT_CONNECT_TIMEOUT_MS
+    const tlsOptions = useTls ? yield* tlsOptionsFor(config, serverName) : undefined
+    const direct = useTls && config.sslNegotiation === "direct"
+    const transport = yield* connect({
+      endpoint,
+      timeoutMs,
+      directTls: direct ? tlsOptions : undefined
+    })
+    const framer = new Framer({ maxMessageSize: config.maxMessageSize })
+    const run = Effect.gen(function*() {
+      if (useTls && !direct) yield* negotiateTls(transport, framer, writer, config.sslMode, tlsOptions!, timeoutMs)
+      const session = yield* startup(transport, framer, writer, config)
+      return { transport, framer, session, endpoint, tls: transport.tls ? tlsOptions : undefined } satisfies Opened
+    })
+    return yield* run.pipe(
+      Effect.timeoutOrElse({
+        duration: Duration.millis(timeoutMs),
+        orElse: () =>
+          Effect.fail(
+            new TimeoutError({
+              reason: "Startup",
+              message: `no session with ${endpoint.host}:${endpoint.port} within ${timeoutMs} ms (connect_timeout)`,
+              timeoutMillis: timeoutMs
+            })
+          )
+      }),
+      Effect.onError(() => Effect.sync(() => transport.destroy()))
+    )
+  })
+
+/** sslmode decides which attempts are made and in which order (libpq's fallbacks). */
+const connectHost = (
+  config: PgConfig,
+  endpoint: Endpoint,
+  writer: Writer,
+  serverName: string
+): Effect.Effect<Opened, HandshakeError> => {
+  const attempt_ = (c: PgConfig, e: Endpoint, tls: boolean, w: Writer) => attempt(c, e, tls, w, serverName)
+  if (endpoint.kind === "unix" || config.sslMode === "disable") return attempt_(config, endpoint, false, writer)
+  switch (config.sslMode) {
+    case "allow":
+      return attempt_(config, endpoint, false, writer).pipe(
+        Effect.catchTag("AuthenticationError", (e) =>
+          e.reason === "Rejected" ? attempt_(config, endpoint, true, writer) : Effect.fail(e)),
+        Effect.catchTag("ConnectionError", (e) =>
+          e.reason === "ServerRejected" ? attempt_(config, endpoint, true, writer) : Effect.fail(e))
+      )
+    case "prefer":
+      return attempt_(config, endpoint, true, writer).pipe(
+        Effect.catchTag("ConnectionError", (e) =>
+          e.reason === "TlsFailed" ? attempt_(config, endpoint, false, writer) : Effect.fail(e))
+      )
+    default:
+      return attempt_(config, endpoint, true, writer)
+  }
+}
+
+/** Whether a session matches target_session_attrs (PG14+ reports the two parameters it needs). */
+const sessionMatches = (attrs: PgConfig["targetSessionAttrs"], params: ReadonlyMap<string, string>): boolean => {
+  if (attrs === "any" || attrs === "prefer-standby") return true
+  const hotStandby = params.get("in_hot_standby") === "on"
+  const readOnly = params.get("default_transaction_read_only") === "on" || hotStandby
+  switch (attrs) {
+    case "read-write":
+      return !readOnly
+    case "read-only":
+      return readOnly
+    case "primary":
+      return !hotStandby
+    case "standby":
+      return hotStandby
+  }
+}
+
+const openSession = (config: PgConfig, writer: Writer): Effect.Effect<Opened, HandshakeError> =>
+  Effect.gen(function*() {
+    const hosts = hostOrder(config)
+    const failures: Array<string> = []
+    let lastError: HandshakeError | undefined
+    const passes: ReadonlyArray<PgConfig["targetSessionAttrs"]> = config.targetSessionAttrs === "prefer-standby"
+      ? ["standby", "any"]
+      : [config.targetSessionAttrs]
+    for (const attrs of passes) {
+      for (const h of hosts) {
+        const endpoint: Endpoint = { kind: h.kind, host: h.hostaddr ?? h.host, port: h.port }
+        const hostConfig = h.password !== undefined ? { ...config, password: h.password } : config
+        const result = yield* Effect.result(connectHost(hostConfig, endpoint, writer, h.host))
+        if (result._tag === "Failure") {
+          lastError = result.failure
+          failures.push(`${h.host}:${h.port}: ${result.failure.message}`)
+          // A wrong password is the same on every host: do not hammer the others.
+          if (result.failure._tag === "AuthenticationError") return yield* Effect.fail(result.failure)
+          continue
+        }
+        const opened = result.success
+        if (sessionMatches(attrs, opened.session.parameters)) return opened
+        failures.push(`${h.host}:${h.port}: session does not match target_session_attrs=${attrs}`)
+        opened.transport.destroy()
+      }
+    }
+    if (hosts.length === 1 && lastError !== undefined) return yield* Effect.fail(lastError)
+    return yield* Effect.fail(
+      new ConnectionError({
+        reason: lastError === undefined ? "NoSuitableHost" : "ConnectFailed",
+        message: `could not open a session on any host: ${failures.join("; ")}`
+      })
+    )
+  })
+
+/** A resolved PgConfig, explicit options (resolved with libpq's rules: env vars, .pgpass…), or a connection string. */
+export type ConnectionInput = PgConfig | PgConfigInput | string
+
+const isPgConfig = (u: unknown): u is PgConfig =>
+  typeof u === "object" && u !== null && Array.isArray((u as PgConfig).hosts) && "sslMode" in (u as object)
+
+/** Opens a connection in the current Scope. */
+export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
+  const config: PgConfig = isPgConfig(input)
+    ? input
+    : yield* resolveConfig(typeof input === "string" ? { connectionString: input } : input)
+  const writer = new Writer(16 * 1024, config.maxMessageSize)
+  const opened = yield* openSession(config, writer)
+  const { transport, framer, session, endpoint } = opened
+  const scope = yield* Effect.scope
+
+  const registry = TypeRegistry.make()
+  const statements = new StatementCache(config.statementCacheSize)
+  const preparing = new Map<string, Effect.Effect<PreparedStatement, PgError>>()
+  const parameters = session.parameters
+  const notices = yield* PubSub.sliding<ErrorFields>(1024)
+  const parameterChanges = yield* PubSub.sliding<{ name: string; value: string }>(1024)
+  const notifications = yield* PubSub.sliding<Notification>(4096)
+  let txStatus: "I" | "T" | "E" = "I"
+
+  const wire: Wire = new Wire(transport, framer, {
+    onNotice: (buf, start, end) => {
+      const m = decodeBackend(0x4e, buf, start, end) as { fields: ErrorFields }
+      PubSub.publishUnsafe(notices, m.fields)
+    },
+    onNotification: (buf, start, end) => {
+      const m = decodeBackend(0x41, buf, start, end) as unknown as Notification
+      PubSub.publishUnsafe(notifications, { processId: m.processId, channel: m.channel, payload: m.payload })
+    },
+    onParameterStatus: (buf, start, end) => {
+      const m = decodeBackend(0x53, buf, start, end) as { name: string; value: string }
+      parameters.set(m.name, m.value)
+      PubSub.publishUnsafe(parameterChanges, { name: m.name, value: m.value })
+    }
+  })
+  wire.onUnsolicitedError = (buf, start, end) => {
+    const err = serverError((decodeBackend(0x45, buf, start, end) as { fields: ErrorFields }).fields)
+    wire.fail(
+      new ConnectionError({
+        reason: "Closed",
+        message: `the server ended the session: ${err.message} (SQLSTATE ${err.code})`,
+        host: endpoint.host,
+        port: endpoint.port,
+        cause: err
+      })
+    )
+  }
+  const closedSignal = Effect.callback<WireError>((resume) => {
+    if (wire.failure !== undefined) return resume(Effect.succeed(wire.failure))
+    wire.onFail((e) => resume(Effect.succeed(e)))
+  })
+
+  yield* Effect.forkIn(wire.readLoop, scope)
+  yield* Effect.forkIn(wire.writeLoop, scope)
+  yield* Scope.addFinalizer(
+    scope,
+    Effect.suspend(() => {
+      if (wire.failure !== undefined) return Effect.void
+      encodeFrontend(writer, { _tag: "Terminate" })
+      const bytes = writer.take()
+      return transport.write(bytes).pipe(
+        Effect.timeout(Duration.seconds(1)),
+        Effect.ignore,
+        Effect.andThen(Effect.sync(() => {
+          wire.fail(transport.closedError())
+          transport.close()
+        }))
+      )
+    })
+  )
+
+  const rowModeDefault: RowMode = "object"
+  const contexts = {
+    object: { wire, writer, registry, rowMode: "object" } satisfies RequestContext,
+    array: { wire, writer, registry, rowMode: "array" } satisfies RequestContext
+  }
+  const contextFor = (mode: RowMode | undefined) => contexts[mode ?? rowModeDefault]
+  const depth = yield* Semaphore.make(config.pipelineDepth)
+
+  const cancelTarget = () => ({
+    endpoint,
+    tls: opened.tls,
+    processId: session.processId,
+    secretKey: session.secretKey
+  })
+
+  /**
+   * Runs one request: takes a pipeline permit, submits, and on interruption abandons it and — only
+   * when it is the last request on the wire — cancels it on the server (see the module header).
+   */
+  const run = <A>(
+    build: (resume: (effect: Effect.Effect<A, PgError>) => void) => {
+      request: import("./Wire.ts").Pending & { abandoned: boolean; done?: () => void }
+      bytes: Uint8Array | undefined
+    }
+  ): Effect.Effect<A, PgError> =>
+    depth.withPermits(1)(
+      Effect.callback<A, PgError>((resume) => {
+        let finished = false
+        let waitDone: (() => void) | undefined
+        const complete = (effect: Effect.Effect<A, PgError>) => {
+          finished = true
+          const w = waitDone
+          waitDone = undefined
+          w?.()
+          resume(effect)
+        }
+        let built: ReturnType<typeof build>
+        try {
+          built = build(complete)
+        } catch (e) {
+          writer.rewind()
+          resume(Effect.fail(toRequestError(e)))
+          return
+        }
+        const seq = wire.submit(built.request, built.bytes)
+        return Effect.suspend(() => {
+          if (finished) return Effect.void
+          built.request.abandoned = true
+          if (!wire.isLastWritten(seq)) return Effect.void
+          // Safe to cancel: hold later requests until the cancel is delivered and this request is done.
+          wire.hold()
+          const requestDone = Effect.callback<void>((r) => {
+            if (finished) return r(Effect.void)
+            waitDone = () => r(Effect.void)
+          })
+          const release = Effect.sync(() => wire.release())
+          return sendCancel(cancelTarget()).pipe(
+            Effect.andThen(
+              Effect.forkIn(
+                requestDone.pipe(Effect.timeout(Duration.seconds(30)), Effect.ignore, Effect.ensuring(release)),
+                scope
+              )
+            ),
+            Effect.onInterrupt(() => release),
+            Effect.asVoid
+          )
+        })
+      })
+    )
+
+  const withTimeout = <A>(effect: Effect.Effect<A, PgError>, options: QueryOptions | undefined) => {
+    if (options?.timeout === undefined) return effect
+    const d = Duration.fromInputUnsafe(options.timeout)
+    return Effect.timeoutOrElse(effect, {
+      duration: d,
+      orElse: () =>
+        Effect.fail(
+          new TimeoutError({
+            reason: "Statement",
+            message: `statement cancelled after ${Duration.toMillis(d)} ms`,
+            timeoutMillis: Duration.toMillis(d)
+          })
+        )
+    })
+  }
+
+  const resultFormatsFor = (fields: ReadonlyArray<FieldDescription> | undefined): ReadonlyArray<0 | 1> =>
+    fields === undefined ? [] : fields.map((f) => (registry.hasBinary(f.typeOid) ? 1 : 0))
+
+  const prepareUncached = (sql: string): Effect.Effect<PreparedStatement, PgError> => {
+    const name = statements.nextName()
+    return run<{ parameterTypes: ReadonlyArray<number>; fields: ReadonlyArray<FieldDescription> | undefined }>(
+      (resume) => {
+        writePendingCloses(writer, statements.toClose)
+        encodePrepare(writer, name, sql, [])
+        return { request: Object.assign(new PrepareRequest(sql, resume), { abandoned: false }), bytes: writer.take() }
+      }
+    ).pipe(
+      Effect.map(({ fields, parameterTypes }) => {
+        const resultFormats = resultFormatsFor(fields)
+        const statement: PreparedStatement = {
+          name,
+          sql,
+          parameterTypes,
+          fields,
+          resultFormats,
+          decoder: fields === undefined ? undefined : {
+            object: makeDecoder(registry, fields, resultFormats, "object"),
+            array: makeDecoder(registry, fields, resultFormats, "array")
+          }
+        }
+        statements.set(statement)
+        return statement
+      })
+    )
+  }
+
+  const prepare = (sql: string): Effect.Effect<PreparedStatement, PgError> =>
+    Effect.suspend(() => {
+      const cached = statements.get(sql)
+      if (cached !== undefined) return Effect.succeed(cached)
+      const inFlight = preparing.get(sql)
+      if (inFlight !== undefined) return inFlight
+      const once = Effect.cached(prepareUncached(sql).pipe(Effect.ensuring(Effect.sync(() => preparing.delete(sql)))))
+      return Effect.flatMap(once, (eff) => {
+        preparing.set(sql, eff)
+        return eff
+      })
+    })
+
+  const presetFor = (statement: PreparedStatement, mode: RowMode | undefined): PreparedStatement => {
+    const decoders = statement.decoder as { object: unknown; array: unknown } | undefined
+    return { ...statement, decoder: decoders?.[mode ?? rowModeDefault] }
+  }
+
+  const executePrepared = <A>(
+    statement: PreparedStatement,
+    params: ReadonlyArray<unknown>,
+    options: QueryOptions | undefined,
+    sink?: RowSink
+  ): Effect.Effect<QueryResult<A>, PgError> =>
+    run<ReadonlyArray<QueryResult<unknown>>>((resume) => {
+      writePendingCloses(writer, statements.toClose)
+      encodeBind(writer, registry, "", statement.name, statement.parameterTypes, params, statement.resultFormats)
+      writer.bytes(EXECUTE_SYNC)
+      const request = new QueryRequest(
+        contextFor(options?.rowMode),
+        statement.sql,
+        onReady(resume),
+        [presetFor(statement, options?.rowMode)],
+        sink
+      )
+      return { request, bytes: writer.take() }
+    }).pipe(Effect.map((results) => (results[0] ?? emptyResult) as QueryResult<A>))
+
+  const onReady = <A>(resume: (effect: Effect.Effect<A, PgError>) => void) => (effect: Effect.Effect<A, PgError>) => {
+    resume(effect)
+  }
+
+  const executeUnnamed = <A>(
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    options: QueryOptions | undefined,
+    sink?: RowSink
+  ): Effect.Effect<QueryResult<A>, PgError> =>
+    run<ReadonlyArray<QueryResult<unknown>>>((resume) => {
+      writePendingCloses(writer, statements.toClose)
+      encodeFrontend(writer, { _tag: "Parse", name: "", query: sql, parameterTypes: params.map(() => 0) })
+      encodeBind(writer, registry, "", "", params.map(() => 0), params, [])
+      encodeFrontend(writer, { _tag: "Describe", kind: "P", name: "" })
+      writer.bytes(EXECUTE_SYNC)
+      return { request: new QueryRequest(contextFor(options?.rowMode), sql, resume, undefined, sink), bytes: writer.take() }
+    }).pipe(Effect.map((results) => (results[0] ?? emptyResult) as QueryResult<A>))
+
+  /** Statements the server dropped or whose result type changed are prepared again, once. */
+  const isStale = (e: PgError) => e._tag === "PgServerError" && (e.code === "26000" || (e.code === "0A000" && e.message.includes("cached plan")))
+
+  const runQuery = <A>(
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    options: QueryOptions | undefined,
+    sink?: RowSink
+  ): Effect.Effect<QueryResult<A>, PgError> => {
+    if (options?.prepare === false || statements.capacity === 0) return executeUnnamed<A>(sql, params, options, sink)
+    const once = Effect.flatMap(prepare(sql), (s) => executePrepared<A>(s, params, options, sink))
+    return Effect.catchIf(once, isStale, () =>
+      Effect.suspend(() => {
+        statements.invalidate(sql)
+        return Effect.flatMap(prepare(sql), (s) => executePrepared<A>(s, params, options, sink))
+      }))
+  }
+
+  const query = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: QueryOptions) =>
+    withTimeout(runQuery<A>(sql, params, options), options).pipe(
+      Effect.withSpan("pgfx.query", {
+        attributes: {
+          "db.system.name": "postgresql",
+          "db.system": "postgresql",
+          "db.namespace": config.database,
+          "db.query.text": sql,
+          "server.address": endpoint.host,
+          "server.port": endpoint.port
+        },
+        kind: "client"
+      })
+    )
+
+  const simple = (sql: string, options?: QueryOptions) =>
+    withTimeout(
+      run<ReadonlyArray<QueryResult<unknown>>>((resume) => {
+        writePendingCloses(writer, statements.toClose)
+        const bytes = encodeSimpleQuery(writer, sql)
+        return { request: new QueryRequest(contextFor(options?.rowMode), sql, resume), bytes }
+      }),
+      options
+    ).pipe(
+      Effect.map((r) => r as ReadonlyArray<QueryResult>),
+      Effect.withSpan("pgfx.simple", {
+        attributes: {
+          "db.system.name": "postgresql",
+          "db.namespace": config.database,
+          "db.query.text": sql,
+          "server.address": endpoint.host
+        },
+        kind: "client"
+      })
+    )
+
+  const stream = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: StreamOptions): Stream.Stream<A, PgError> =>
+    Stream.unwrap(
+      Effect.gen(function*() {
+        const queue = yield* Queue.bounded<ReadonlyArray<A>, PgError | import("effect/Cause").Done>(options?.bufferBatches ?? 4)
+        let batch: Array<A> = []
+        let ended = false
+        const sink: RowSink = {
+          push: (row) => {
+            batch.push(row as A)
+          },
+          endOfBatch: () => {
+            if (batch.length === 0) return
+            const b = batch
+            batch = []
+            wire.deferFlush(Effect.asVoid(Queue.offer(queue, b)))
+          },
+          // Ends the queue from the reader, after the offers of the last rows (never ahead of them).
+          end: (error) => {
+            ended = true
+            wire.deferFlush(Effect.asVoid(error === undefined ? Queue.end(queue) : Queue.fail(queue, error)))
+          }
+        }
+        const fiber = yield* Effect.forkScoped(
+          runQuery<A>(sql, params, options, sink).pipe(
+            Effect.catch((e) => (ended ? Effect.void : Queue.fail(queue, e)))
+          )
+        )
+        // The consumer went away: stop the reader from waiting on this queue (pending offers return).
+        yield* Effect.addFinalizer(() => Queue.shutdown(queue))
+        void fiber
+        // Only non-empty batches are offered, so each take is a non-empty chunk of the stream.
+        return Stream.fromPull(Effect.succeed(Queue.take(queue) as any)) as Stream.Stream<A, PgError>
+      })
+    )
+
+  const api: ConnectionApi = {
+    info: {
+      host: endpoint.host,
+      port: endpoint.port,
+      processId: session.processId,
+      protocolVersion: session.protocolVersion,
+      serverVersion: parameters.get("server_version") ?? "",
+      tls: transport.tls,
+      authenticationMethod: session.authenticationMethod,
+      unrecognizedProtocolOptions: session.unrecognizedOptions
+    },
+    config,
+    parameters,
+    registry,
+    query,
+    simple,
+    stream,
+    prepare,
+    notices: Stream.fromPubSub(notices),
+    parameterChanges: Stream.fromPubSub(parameterChanges),
+    notifications: Stream.fromPubSub(notifications),
+    cancel: sendCancel(cancelTarget()),
+    transactionStatus: () => txStatus,
+    closed: closedSignal,
+    isOpen: () => wire.failure === undefined,
+    internal: { wire, writer, context: contexts.object, cancelTarget, run: run as never }
+  }
+  void txStatus
+  return api
+})
+
+const emptyResult: QueryResult<never> = { command: "", rowCount: undefined, rows: [], fields: [] }
+
+const toRequestError = (e: unknown): PgError => {
+  if (e instanceof InvalidRequestError || e instanceof ProtocolError) {
+    return e instanceof ProtocolError
+      ? new InvalidRequestError({ reason: "Other", message: e.message })
+      : e
+  }
+  return new InvalidRequestError({ reason: "Other", message: e instanceof Error ? e.message : String(e) })
+}
+
+export const layer = (input: ConnectionInput): Layer.Layer<Connection, PgError | PgConfigError> =>
+  Layer.effect(Connection, make(input))
+
+export const layerConfig = (
+  config: Config.Config<PgConfig>
+): Layer.Layer<Connection, PgError | PgConfigError | Config.ConfigError> =>
+  Layer.effect(Connection, Effect.flatMap(config, (c) => make(c)))
+
+export { AuthenticationError, ConnectionError, Exit, PgServerError }

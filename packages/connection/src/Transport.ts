@@ -1,0 +1,331 @@
+/**
+ * The byte transport under a connection: TCP, Unix-domain sockets, and TLS (negotiated after an
+ * SSLRequest, or direct with ALPN "postgresql").
+ *
+ * Invariants:
+ * - No exception escapes a socket callback: every socket event is turned into a value on the
+ *   transport's inbox (a chunk, an end, or an error) and read by the connection's reader fiber.
+ * - The inbox is bounded by a high-water mark: past it the socket is paused, and the reader resumes
+ *   it once drained, so a slow consumer pauses the server instead of growing memory.
+ * - `write` completes when the kernel accepted the bytes or, if the socket buffer is full, after
+ *   'drain': the writer never queues more than one unflushed write on the socket.
+ */
+import * as Net from "node:net"
+import * as Tls from "node:tls"
+import { Effect } from "effect"
+import { ConnectionError } from "./PgError.ts"
+
+export type TransportEvent =
+  | { readonly _tag: "Data"; readonly chunk: Uint8Array }
+  | { readonly _tag: "End" }
+  | { readonly _tag: "Error"; readonly error: ConnectionError }
+
+const HIGH_WATER_CHUNKS = 16
+
+export interface Endpoint {
+  readonly kind: "tcp" | "unix"
+  readonly host: string
+  readonly port: number
+}
+
+export class Transport {
+  socket: Net.Socket
+  readonly endpoint: Endpoint
+  private inbox: Array<TransportEvent> = []
+  private waiter: (() => void) | undefined
+  private paused = false
+  private ended = false
+  tls = false
+  peerCertificate: Uint8Array | undefined
+
+  constructor(socket: Net.Socket, endpoint: Endpoint) {
+    this.socket = socket
+    this.endpoint = endpoint
+    this.attach(socket)
+  }
+
+  private attach(socket: Net.Socket): void {
+    socket.setNoDelay?.(true)
+    socket.on("data", this.onData)
+    socket.on("end", this.onEnd)
+    socket.on("close", this.onEnd)
+    socket.on("error", this.onError)
+  }
+
+  private detach(socket: Net.Socket): void {
+    socket.off("data", this.onData)
+    socket.off("end", this.onEnd)
+    socket.off("close", this.onEnd)
+    socket.off("error", this.onError)
+  }
+
+  private readonly onData = (chunk: Uint8Array): void => {
+    this.inbox.push({ _tag: "Data", chunk })
+    if (this.inbox.length >= HIGH_WATER_CHUNKS && !this.paused) {
+      this.paused = true
+      this.socket.pause()
+    }
+    this.wake()
+  }
+
+  private readonly onEnd = (): void => {
+    if (this.ended) return
+    this.ended = true
+    this.inbox.push({ _tag: "End" })
+    this.wake()
+  }
+
+  private readonly onError = (err: Error): void => {
+    if (this.ended) return
+    this.ended = true
+    this.inbox.push({
+      _tag: "Error",
+      error: new ConnectionError({
+        reason: "SocketError",
+        message: `socket error: ${err.message}`,
+        host: this.endpoint.host,
+        port: this.endpoint.port,
+        cause: err
+      })
+    })
+    this.wake()
+  }
+
+  private wake(): void {
+    const w = this.waiter
+    if (w !== undefined) {
+      this.waiter = undefined
+      w()
+    }
+  }
+
+  /** Takes every event that arrived (waits for at least one); resumes a paused socket once drained. */
+  readonly take: Effect.Effect<Array<TransportEvent>> = Effect.callback<Array<TransportEvent>>((resume) => {
+    if (this.inbox.length > 0) {
+      resume(Effect.succeed(this.takeNow()))
+      return
+    }
+    this.waiter = () => resume(Effect.succeed(this.takeNow()))
+    return Effect.sync(() => {
+      this.waiter = undefined
+    })
+  })
+
+  /** Synchronous variant for the handshake's small reads: the events already here (maybe none). */
+  takeNow(): Array<TransportEvent> {
+    const out = this.inbox
+    this.inbox = []
+    if (this.paused) {
+      this.paused = false
+      this.socket.resume()
+    }
+    return out
+  }
+
+  /** Pauses reading without taking events (used while the consumer is slow). */
+  pause(): void {
+    if (!this.paused) {
+      this.paused = true
+      this.socket.pause()
+    }
+  }
+
+  write(data: Uint8Array): Effect.Effect<void, ConnectionError> {
+    return Effect.callback<void, ConnectionError>((resume) => {
+      if (this.ended || this.socket.destroyed) {
+        resume(Effect.fail(this.closedError()))
+        return
+      }
+      let flushed: boolean
+      try {
+        flushed = this.socket.write(data)
+      } catch (err) {
+        resume(Effect.fail(this.closedError(err)))
+        return
+      }
+      if (flushed) {
+        resume(Effect.void)
+        return
+      }
+      const onDrain = () => {
+        cleanup()
+        resume(Effect.void)
+      }
+      const onClose = () => {
+        cleanup()
+        resume(Effect.fail(this.closedError()))
+      }
+      const cleanup = () => {
+        this.socket.off("drain", onDrain)
+        this.socket.off("close", onClose)
+      }
+      this.socket.on("drain", onDrain)
+      this.socket.on("close", onClose)
+      return Effect.sync(cleanup)
+    })
+  }
+
+  closedError(cause?: unknown): ConnectionError {
+    return new ConnectionError({
+      reason: "Closed",
+      message: "the connection is closed",
+      host: this.endpoint.host,
+      port: this.endpoint.port,
+      ...(cause === undefined ? {} : { cause })
+    })
+  }
+
+  /**
+   * Replaces the plain socket by a TLS socket over it (after the server accepted SSLRequest).
+   * Bytes that arrived before the handshake would be a man-in-the-middle injection (CVE-2021-23222):
+   * the caller checks that none are buffered before calling this.
+   */
+  upgradeTls(options: Tls.ConnectionOptions, timeoutMs: number | undefined): Effect.Effect<void, ConnectionError> {
+    return Effect.callback<void, ConnectionError>((resume) => {
+      const plain = this.socket
+      this.detach(plain)
+      let done = false
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const tls = Tls.connect({ ...options, socket: plain })
+      const finish = (error: ConnectionError | undefined) => {
+        if (done) return
+        done = true
+        if (timer !== undefined) clearTimeout(timer)
+        tls.off("secureConnect", onSecure)
+        tls.off("error", onFail)
+        if (error !== undefined) {
+          tls.destroy()
+          plain.destroy()
+          resume(Effect.fail(error))
+        } else {
+          this.socket = tls
+          this.tls = true
+          const cert = tls.getPeerX509Certificate?.()
+          if (cert !== undefined) this.peerCertificate = new Uint8Array(cert.raw)
+          this.attach(tls)
+          resume(Effect.void)
+        }
+      }
+      const onSecure = () => finish(undefined)
+      const onFail = (err: Error) =>
+        finish(
+          new ConnectionError({
+            reason: "TlsFailed",
+            message: `TLS negotiation failed: ${err.message}`,
+            host: this.endpoint.host,
+            port: this.endpoint.port,
+            cause: err
+          })
+        )
+      tls.once("secureConnect", onSecure)
+      tls.once("error", onFail)
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(
+          () => onFail(new Error(`no TLS handshake within ${timeoutMs} ms`)),
+          timeoutMs
+        )
+      }
+      return Effect.sync(() => finish(new ConnectionError({ reason: "TlsFailed", message: "TLS negotiation interrupted" })))
+    })
+  }
+
+  /** Ends the socket (after the caller wrote Terminate) and destroys it if it does not close promptly. */
+  close(): void {
+    const s = this.socket
+    if (s.destroyed) return
+    s.end()
+    const t = setTimeout(() => s.destroy(), 1000)
+    t.unref?.()
+    s.once("close", () => clearTimeout(t))
+  }
+
+  destroy(): void {
+    this.socket.destroy()
+  }
+}
+
+export interface ConnectOptions {
+  readonly endpoint: Endpoint
+  /** Direct TLS (sslnegotiation=direct): TLS starts at once, with ALPN "postgresql". */
+  readonly directTls?: Tls.ConnectionOptions | undefined
+  readonly timeoutMs?: number | undefined
+}
+
+/** Opens a socket to one endpoint; fails with ConnectionError (or on timeout) and never leaves a socket behind. */
+export const connect = (options: ConnectOptions): Effect.Effect<Transport, ConnectionError> =>
+  Effect.callback<Transport, ConnectionError>((resume) => {
+    const { endpoint } = options
+    const path = endpoint.kind === "unix" ? `${endpoint.host}/.s.PGSQL.${endpoint.port}` : undefined
+    let socket: Net.Socket
+    let done = false
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const where = path ?? `${endpoint.host}:${endpoint.port}`
+    const fail = (message: string, cause?: unknown) => {
+      if (done) return
+      done = true
+      if (timer !== undefined) clearTimeout(timer)
+      socket.destroy()
+      resume(
+        Effect.fail(
+          new ConnectionError({
+            reason: options.directTls !== undefined && cause !== undefined ? "TlsFailed" : "ConnectFailed",
+            message: `could not connect to ${where}: ${message}`,
+            host: endpoint.host,
+            port: endpoint.port,
+            ...(cause === undefined ? {} : { cause })
+          })
+        )
+      )
+    }
+    const onConnect = () => {
+      if (done) return
+      done = true
+      if (timer !== undefined) clearTimeout(timer)
+      socket.off("error", onError)
+      const t = new Transport(socket, endpoint)
+      if (options.directTls !== undefined) {
+        t.tls = true
+        const cert = (socket as Tls.TLSSocket).getPeerX509Certificate?.()
+        if (cert !== undefined) t.peerCertificate = new Uint8Array(cert.raw)
+      }
+      resume(Effect.succeed(t))
+    }
+    const onError = (err: Error) => fail(err.message, err)
+    try {
+      if (options.directTls !== undefined) {
+        socket = Tls.connect({
+          ...options.directTls,
+          ...(path === undefined ? { host: endpoint.host, port: endpoint.port } : { path }),
+          ALPNProtocols: ["postgresql"]
+        })
+        socket.once("secureConnect", onConnect)
+      } else {
+        socket = path === undefined ? Net.connect({ host: endpoint.host, port: endpoint.port }) : Net.connect({ path })
+        socket.once("connect", onConnect)
+      }
+    } catch (err) {
+      resume(
+        Effect.fail(
+          new ConnectionError({
+            reason: "ConnectFailed",
+            message: `could not connect to ${where}: ${(err as Error).message}`,
+            host: endpoint.host,
+            port: endpoint.port,
+            cause: err
+          })
+        )
+      )
+      return
+    }
+    socket.once("error", onError)
+    if (options.timeoutMs !== undefined) {
+      timer = setTimeout(() => fail(`timed out after ${options.timeoutMs} ms`), options.timeoutMs)
+    }
+    return Effect.sync(() => {
+      if (!done) {
+        done = true
+        if (timer !== undefined) clearTimeout(timer)
+        socket.destroy()
+      }
+    })
+  })

@@ -1,0 +1,5 @@
+export * as Connection from "./Connection.ts"
+export * as PgConfig from "./PgConfig.ts"
+export * as PgError from "./PgError.ts"
+export type { QueryResult, Row } from "./Query.ts"
+export { AuthenticationError, ConnectionError, InvalidRequestError, PgServerError, ProtocolError, TimeoutError } from "./PgError.ts"
