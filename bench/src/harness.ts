@@ -55,6 +55,8 @@ export interface Contender {
   /** Rows of a benchmark are grouped; each group's first pgfx contender is its ratio baseline. */
   readonly group: string
   readonly isPgfx?: boolean
+  /** The work happens in a subprocess (pgbench, psql): the worker's own RSS says nothing about it. */
+  readonly subprocess?: boolean
   /** Runs inside the worker process. */
   readonly run: (ctx: BenchContext) => Promise<WorkerOutcome>
 }

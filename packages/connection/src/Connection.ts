@@ -46,6 +46,7 @@ import {
   encodePrepare,
   encodeSimpleQuery,
   EXECUTE_SYNC,
+  encodeExecute,
   makeDecoder,
   PrepareRequest,
   QueryRequest,
@@ -80,6 +81,17 @@ export interface StreamOptions extends QueryOptions {
   readonly bufferBatches?: number | undefined
 }
 
+export interface PipelineStatement {
+  readonly sql: string
+  readonly params?: ReadonlyArray<unknown> | undefined
+}
+
+export type PipelineOutcome =
+  | { readonly _tag: "Success"; readonly result: QueryResult }
+  | { readonly _tag: "Failure"; readonly error: PgServerError }
+  /** An earlier statement of the same segment failed, so the server skipped this one. */
+  | { readonly _tag: "Skipped" }
+
 export interface ConnectionInfo {
   readonly host: string
   readonly port: number
@@ -107,6 +119,15 @@ export interface ConnectionApi {
   readonly simple: (sql: string, options?: QueryOptions) => Effect.Effect<ReadonlyArray<QueryResult>, PgError>
   /** Rows as a stream with backpressure: while the consumer is slow, the socket is paused. */
   readonly stream: <A = Row>(sql: string, params?: ReadonlyArray<unknown>, options?: StreamOptions) => Stream.Stream<A, PgError>
+  /**
+   * An explicit pipeline: every statement of every segment is written at once; each segment ends with a
+   * Sync. PostgreSQL's semantics: an error skips the rest of its segment (and rolls back the segment's
+   * implicit transaction); other segments are unaffected. Fails only if the connection fails.
+   */
+  readonly pipeline: (
+    segments: ReadonlyArray<ReadonlyArray<PipelineStatement>>,
+    options?: QueryOptions
+  ) => Effect.Effect<ReadonlyArray<ReadonlyArray<PipelineOutcome>>, PgError>
   /** Prepares (or finds in the cache) a named statement; returns its parameter types and fields. */
   readonly prepare: (sql: string) => Effect.Effect<PreparedStatement, PgError>
   /** Asynchronous server messages. */
@@ -129,6 +150,10 @@ export interface ConnectionInternal {
   readonly writer: Writer
   readonly context: RequestContext
   readonly cancelTarget: () => import("./Cancel.ts").CancelTarget
+  /** CancelRequests sent for interrupted requests whose outcome is not settled yet (a pool retires such a session). */
+  readonly cancelsInFlight: () => number
+  /** Registers a synchronous handler for every NotificationResponse; returns its removal. Handlers must not block. */
+  readonly addNotificationListener: (f: (n: Notification) => void) => () => void
   /** Runs a request with the pipeline-depth permit held and the safe-cancel protocol on interruption. */
   readonly run: <A>(
     build: (resume: (effect: Effect.Effect<A, PgError>) => void) => { request: import("./Wire.ts").Pending & { abandoned: boolean }; bytes: Uint8Array | undefined }
@@ -335,7 +360,8 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
   const notices = yield* PubSub.sliding<ErrorFields>(1024)
   const parameterChanges = yield* PubSub.sliding<{ name: string; value: string }>(1024)
   const notifications = yield* PubSub.sliding<Notification>(4096)
-  let txStatus: "I" | "T" | "E" = "I"
+  const notificationListeners = new Set<(n: Notification) => void>()
+  let cancelsInFlight = 0
 
   const wire: Wire = new Wire(transport, framer, {
     onNotice: (buf, start, end) => {
@@ -344,7 +370,9 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
     },
     onNotification: (buf, start, end) => {
       const m = decodeBackend(0x41, buf, start, end) as unknown as Notification
-      PubSub.publishUnsafe(notifications, { processId: m.processId, channel: m.channel, payload: m.payload })
+      const n: Notification = { processId: m.processId, channel: m.channel, payload: m.payload }
+      PubSub.publishUnsafe(notifications, n)
+      for (const f of notificationListeners) f(n)
     },
     onParameterStatus: (buf, start, end) => {
       const m = decodeBackend(0x53, buf, start, end) as { name: string; value: string }
@@ -439,11 +467,18 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
           if (!wire.isLastWritten(seq)) return Effect.void
           // Safe to cancel: hold later requests until the cancel is delivered and this request is done.
           wire.hold()
+          cancelsInFlight++
           const requestDone = Effect.callback<void>((r) => {
             if (finished) return r(Effect.void)
             waitDone = () => r(Effect.void)
           })
-          const release = Effect.sync(() => wire.release())
+          let released = false
+          const release = Effect.sync(() => {
+            if (released) return
+            released = true
+            cancelsInFlight--
+            wire.release()
+          })
           return sendCancel(cancelTarget()).pipe(
             Effect.andThen(
               Effect.forkIn(
@@ -651,6 +686,46 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
       })
     )
 
+  const pipeline = (segments: ReadonlyArray<ReadonlyArray<PipelineStatement>>, options?: QueryOptions) =>
+    Effect.gen(function*() {
+      // Prepare every distinct statement first (these pipeline too), then write all segments at once.
+      const distinct = [...new Set(segments.flat().map((s) => s.sql))]
+      const prepared = new Map<string, PreparedStatement>()
+      yield* Effect.forEach(distinct, (sql) => Effect.map(prepare(sql), (p) => prepared.set(sql, p)), {
+        concurrency: "unbounded",
+        discard: true
+      })
+      return yield* Effect.forEach(
+        segments,
+        (segment) => {
+          let request: QueryRequest | undefined
+          return run<ReadonlyArray<QueryResult<unknown>>>((resume) => {
+            writePendingCloses(writer, statements.toClose)
+            const presets: Array<PreparedStatement> = []
+            for (const st of segment) {
+              const p = prepared.get(st.sql)!
+              encodeBind(writer, registry, "", p.name, p.parameterTypes, st.params ?? [], p.resultFormats)
+              encodeExecute(writer, 0)
+              presets.push(presetFor(p, options?.rowMode))
+            }
+            encodeFrontend(writer, { _tag: "Sync" })
+            request = new QueryRequest(contextFor(options?.rowMode), segment.map((s) => s.sql).join("; "), resume, presets)
+            request.partial = true
+            return { request, bytes: writer.take() }
+          }).pipe(
+            Effect.map((results): ReadonlyArray<PipelineOutcome> =>
+              segment.map((_, i): PipelineOutcome => {
+                if (i < results.length) return { _tag: "Success", result: results[i] as QueryResult }
+                if (i === results.length && request?.error !== undefined) return { _tag: "Failure", error: request.error }
+                return { _tag: "Skipped" }
+              })
+            )
+          )
+        },
+        { concurrency: "unbounded" }
+      )
+    })
+
   const api: ConnectionApi = {
     info: {
       host: endpoint.host,
@@ -668,17 +743,28 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
     query,
     simple,
     stream,
+    pipeline,
     prepare,
     notices: Stream.fromPubSub(notices),
     parameterChanges: Stream.fromPubSub(parameterChanges),
     notifications: Stream.fromPubSub(notifications),
     cancel: sendCancel(cancelTarget()),
-    transactionStatus: () => txStatus,
+    transactionStatus: () => (wire.transactionStatus === 0x54 ? "T" : wire.transactionStatus === 0x45 ? "E" : "I"),
     closed: closedSignal,
     isOpen: () => wire.failure === undefined,
-    internal: { wire, writer, context: contexts.object, cancelTarget, run: run as never }
+    internal: {
+      wire,
+      writer,
+      context: contexts.object,
+      cancelTarget,
+      run: run as never,
+      cancelsInFlight: () => cancelsInFlight,
+      addNotificationListener: (f) => {
+        notificationListeners.add(f)
+        return () => notificationListeners.delete(f)
+      }
+    }
   }
-  void txStatus
   return api
 })
 

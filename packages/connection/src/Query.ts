@@ -114,7 +114,10 @@ export class QueryRequest implements Pending {
   /** Decoders of prepared statements, in execution order (extended queries). */
   private readonly presets: ReadonlyArray<PreparedStatement> | undefined
   private presetIndex = 0
-  private error: PgServerError | undefined
+  /** The server's error, if one ended the request (readable after completion: pipelines report it per statement). */
+  error: PgServerError | undefined
+  /** When true, completion succeeds with the results gathered so far even after an error (see `error`). */
+  partial = false
   private inCopyOut = false
   private readonly sink: RowSink | undefined
   private resume: Resume<Array<QueryResult<unknown>>> | undefined
@@ -221,7 +224,7 @@ export class QueryRequest implements Pending {
         const resume = this.resume
         this.resume = undefined
         if (resume !== undefined) {
-          resume(this.error !== undefined ? Effect.fail(this.error) : Effect.succeed(this.results))
+          resume(this.error !== undefined && !this.partial ? Effect.fail(this.error) : Effect.succeed(this.results))
         }
         return true
       }

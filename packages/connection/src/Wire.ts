@@ -92,6 +92,9 @@ export class Wire {
   /** Effects the reader must run after the current chunk (slow consumers). */
   private flushes: Array<Effect.Effect<void>> = []
   failure: WireError | undefined
+  /** Status byte of the last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' in a failed transaction. */
+  transactionStatus: 0x49 | 0x54 | 0x45 = 0x49
+  private writableWaiters: Array<() => void> = []
   private readonly onFailure: Array<(error: WireError) => void> = []
   asyncHandlers: AsyncHandlers
 
@@ -155,6 +158,30 @@ export class Wire {
     return this.outboxBytes
   }
 
+  /**
+   * Completes once fewer than `limit` bytes wait for the writer (or the wire failed): producers of
+   * unbounded data (COPY) call it between messages, so memory stays bounded by `limit` plus what the
+   * socket itself buffers.
+   */
+  whenWritable(limit: number): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.outboxBytes < limit || this.failure !== undefined) return resume(Effect.void)
+      const wake = () => resume(Effect.void)
+      this.writableWaiters.push(wake)
+      return Effect.sync(() => {
+        const i = this.writableWaiters.indexOf(wake)
+        if (i >= 0) this.writableWaiters.splice(i, 1)
+      })
+    })
+  }
+
+  private wakeWritable(): void {
+    if (this.writableWaiters.length === 0) return
+    const ws = this.writableWaiters
+    this.writableWaiters = []
+    for (const w of ws) w()
+  }
+
   hold(): void {
     this.holds++
   }
@@ -196,6 +223,7 @@ export class Wire {
     const w = this.writerWaiting
     this.writerWaiting = undefined
     w?.()
+    this.wakeWritable()
     for (const f of this.onFailure) f(error)
     this.transport.destroy()
   }
@@ -211,6 +239,17 @@ export class Wire {
       case PARAMETER_STATUS:
         this.asyncHandlers.onParameterStatus(buf, start, end)
         return
+    }
+    if (type === 0x5a) {
+      const status = end - start === 1 ? buf[start] : -1
+      if (status !== 0x49 && status !== 0x54 && status !== 0x45) {
+        throw new ProtocolError({
+          reason: "InvalidValue",
+          message: `ReadyForQuery with an invalid transaction status ${status === -1 ? "(bad length)" : `0x${status!.toString(16)}`}`,
+          messageType: "Z"
+        })
+      }
+      this.transactionStatus = status
     }
     const head = this.pending.peek()
     if (head === undefined) {
@@ -276,6 +315,7 @@ export class Wire {
     this.outbox = []
     this.seqs = []
     this.outboxBytes = 0
+    this.wakeWritable()
     return out
   }
 

@@ -112,6 +112,40 @@ describe("Connection: queries", () => {
     }))
 })
 
+describe("Connection: explicit pipelines", () => {
+  it.live("an error skips the rest of its segment only; other segments are unaffected", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      yield* conn.simple("create temp table pl(x int primary key)")
+      const out = yield* conn.pipeline([
+        [{ sql: "insert into pl values ($1)", params: [1] }, { sql: "select 1/$1::int as y", params: [0] }, {
+          sql: "insert into pl values ($1)",
+          params: [2]
+        }],
+        [{ sql: "insert into pl values ($1)", params: [3] }, { sql: "select count(*)::int as n from pl" }]
+      ])
+      assert.deepStrictEqual(out[0]!.map((o) => o._tag), ["Success", "Failure", "Skipped"])
+      const failure = out[0]![1]!
+      assert.strictEqual(failure._tag === "Failure" ? failure.error.code : "", "22012")
+      assert.deepStrictEqual(out[1]!.map((o) => o._tag), ["Success", "Success"])
+      // The failed segment's implicit transaction rolled back its first insert.
+      const n = out[1]![1]!
+      assert.deepStrictEqual(n._tag === "Success" ? n.result.rows : [], [{ n: 1 }])
+      const rows = yield* conn.query("select x from pl order by x")
+      assert.deepStrictEqual(rows.rows, [{ x: 3 }])
+    }))
+
+  it.live("a pipeline of 10,000 statements in 100 segments does not deadlock", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      const segments = Array.from({ length: 100 }, (_, s) =>
+        Array.from({ length: 100 }, (_, i) => ({ sql: "select $1::int as v, repeat('x', 200) as pad", params: [s * 100 + i] })))
+      const out = yield* conn.pipeline(segments)
+      const values = out.flat().map((o) => (o._tag === "Success" ? (o.result.rows[0] as { v: number }).v : -1))
+      assert.deepStrictEqual(values, Array.from({ length: 10000 }, (_, i) => i))
+    }))
+})
+
 describe("Connection: streaming", () => {
   it.live("streams 200,000 rows in chunks", () =>
     Effect.gen(function*() {

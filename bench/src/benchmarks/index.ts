@@ -1,0 +1,18 @@
+/**
+ * The benchmarks, by name, in the order a full run executes them. Each is loaded on demand so a
+ * worker only loads the module of the benchmark it runs.
+ */
+import type { Benchmark } from "../harness.ts"
+
+export const benchmarks: Record<string, () => Promise<Benchmark>> = {
+  codec: async () => (await import("./codec.ts")).benchmark,
+  B1: async () => (await import("./B1.ts")).benchmark,
+  B2: async () => (await import("./B2.ts")).benchmark,
+  B3: async () => (await import("./B3.ts")).benchmark
+}
+
+export const benchmarkNames = Object.keys(benchmarks)
+
+/** Case-insensitive lookup ("b1" finds "B1"). */
+export const findBenchmark = (name: string): string | undefined =>
+  benchmarkNames.find((n) => n.toLowerCase() === name.toLowerCase())
