@@ -51,10 +51,21 @@ for (const raw of readFileSync(input, "utf8").split("\n")) {
   })
 }
 
+// Key of each entry in `SqlState`: its PL/pgSQL condition name, except where several codes share
+// one (e.g. string_data_right_truncation is 01004 and 22001): the code whose macro name equals the
+// condition (else the first) keeps it, the others — and codes without a condition — use the macro name.
+const owners = new Map<string, Entry>()
+for (const e of entries) {
+  if (e.condition === undefined) continue
+  const owner = owners.get(e.condition)
+  if (owner === undefined || (owner.name !== e.condition && e.name === e.condition)) owners.set(e.condition, e)
+}
+const keyOf = (e: Entry): string => (e.condition !== undefined && owners.get(e.condition) === e ? e.condition : e.name)
 const names = new Set<string>()
 for (const e of entries) {
-  if (names.has(e.name)) throw new Error(`duplicate macro name ${e.name}`)
-  names.add(e.name)
+  const key = keyOf(e)
+  if (names.has(key)) throw new Error(`duplicate key ${key}`)
+  names.add(key)
 }
 
 const q = (s: string) => JSON.stringify(s)
@@ -65,10 +76,13 @@ out.push(`/**
  * Every SQLSTATE PostgreSQL defines (${new Set(entries.map((e) => e.code)).size} codes, ${entries.length} names, in ${classes.length} classes).
  *
  * Invariants:
- * - \`SqlState\` keys are PostgreSQL's \`ERRCODE_*\` macro names, lower-cased and without the prefix
- *   (\`SqlState.unique_violation === "23505"\`). Those names are unique, unlike the PL/pgSQL condition
- *   names (e.g. \`string_data_right_truncation\` names both 01004 and 22001); the condition name, where
- *   upstream gives one, is kept in \`SqlStateInfo.condition\`. For almost every code the two are equal.
+ * - \`SqlState\` keys are the upstream snake_case names: the PL/pgSQL condition name
+ *   (\`SqlState.unique_violation === "23505"\`, \`SqlState.serialization_failure === "40001"\`). Where
+ *   several codes share a condition name (\`string_data_right_truncation\` is 01004 and 22001) or a code
+ *   has none (aliases such as ERRCODE_UNDEFINED_CURSOR), the others are keyed by their \`ERRCODE_*\`
+ *   macro name, lower-cased without the prefix (\`warning_string_data_right_truncation\`,
+ *   \`undefined_cursor\`). So every key is unique; \`SqlStateInfo.name\` is the key,
+ *   \`SqlStateInfo.condition\` the PL/pgSQL name.
  * - \`sqlStateInfo(code)\` never throws: an unknown code in a known class yields that class's info with
  *   \`name\` undefined; a code in an unknown class yields undefined.
  */
@@ -80,7 +94,7 @@ out.push(`export interface SqlStateClass {
 
 export interface SqlStateInfo {
   readonly code: string
-  /** The ERRCODE_* macro name, lower-cased, without the prefix; undefined for a code not in the table. */
+  /** The code's key in \`SqlState\`; undefined for a code not in the table. */
   readonly name: string | undefined
   /** The PL/pgSQL condition name, when upstream defines one. */
   readonly condition: string | undefined
@@ -96,13 +110,13 @@ for (const c of classes) out.push(`  ${q(c.code)}: { code: ${q(c.code)}, name: $
 out.push(`}\n`)
 out.push(`/** Name (lower-cased ERRCODE_* macro without the prefix) to SQLSTATE. */`)
 out.push(`export const SqlState = {`)
-for (const e of entries) out.push(`  ${e.name}: ${q(e.code)},`)
+for (const e of entries) out.push(`  ${keyOf(e)}: ${q(e.code)},`)
 out.push(`} as const\n`)
 out.push(`export type SqlStateName = keyof typeof SqlState`)
 out.push(`export type SqlStateCode = (typeof SqlState)[SqlStateName]\n`)
 out.push(`// [code, name, condition ("" when none), severity]`)
 out.push(`const table: ReadonlyArray<readonly [string, string, string, "E" | "W" | "S"]> = [`)
-for (const e of entries) out.push(`  [${q(e.code)}, ${q(e.name)}, ${q(e.condition ?? "")}, ${q(e.severity)}],`)
+for (const e of entries) out.push(`  [${q(e.code)}, ${q(keyOf(e))}, ${q(e.condition ?? "")}, ${q(e.severity)}],`)
 out.push(`]\n`)
 out.push(`const byCode = new Map<string, SqlStateInfo>()
 for (const [code, name, condition, severity] of table) {

@@ -57,6 +57,8 @@ export interface Contender {
   readonly isPgfx?: boolean
   /** The work happens in a subprocess (pgbench, psql): the worker's own RSS says nothing about it. */
   readonly subprocess?: boolean
+  /** Only its peak RSS means something (a reference point: the client loaded and connected, no work). */
+  readonly rssOnly?: boolean
   /** Runs inside the worker process. */
   readonly run: (ctx: BenchContext) => Promise<WorkerOutcome>
 }
@@ -69,6 +71,11 @@ export type Goal =
       /** The best (highest median throughput) of these peers is the reference. */
       readonly peers: ReadonlyArray<string>
       readonly atLeast: number
+      /**
+       * "throughput" (default): median ops/s over the best peer's. "cpu": operations per client
+       * CPU-second over the best peer's — robust when other processes compete for the cores.
+       */
+      readonly metric?: "throughput" | "cpu"
     }
   | { readonly _tag: "Cpu"; readonly label: string; readonly contender: string; readonly maxUsPerOp: number }
   | { readonly _tag: "Rss"; readonly label: string; readonly contender: string; readonly maxMB: number }
@@ -78,6 +85,7 @@ export interface Benchmark {
   readonly title: string
   /** Unit of one operation, e.g. "query", "row". */
   readonly unit: string
+  readonly unitPlural: string
   readonly defaultRounds: number
   readonly contenders: ReadonlyArray<Contender>
   readonly goals: ReadonlyArray<Goal>
@@ -174,6 +182,7 @@ export interface ContenderResult {
   readonly label: string
   readonly group: string
   readonly isPgfx: boolean
+  readonly rssOnly: boolean
   readonly samples: ReadonlyArray<Sample>
   /** Why there are no (or fewer) samples. */
   readonly problems: ReadonlyArray<string>
@@ -198,8 +207,11 @@ export interface BenchmarkResult {
   readonly name: string
   readonly title: string
   readonly unit: string
+  readonly unitPlural: string
   readonly pinned: boolean
   readonly rounds: number
+  /** The 1-minute load average before and after the benchmark (other processes on the machine show here). */
+  readonly loadAverage?: readonly [number, number]
   readonly contenders: ReadonlyArray<ContenderResult>
   readonly goals: ReadonlyArray<GoalResult>
 }
@@ -220,6 +232,7 @@ export const summarize = (
     label: contender.label,
     group: contender.group,
     isPgfx: contender.isPgfx === true,
+    rssOnly: contender.rssOnly === true,
     samples,
     problems
   }
@@ -247,21 +260,28 @@ export const evaluateGoals = (goals: ReadonlyArray<Goal>, results: ReadonlyArray
   return goals.map((g): GoalResult => {
     switch (g._tag) {
       case "Ratio": {
-        const mine = byId.get(g.pgfx)?.median
+        const score = (r: ContenderResult | undefined): number | undefined =>
+          r === undefined || r.median === undefined
+            ? undefined
+            : g.metric === "cpu"
+            ? 1e6 / r.cpuUsPerOp!
+            : r.median
+        const mine = score(byId.get(g.pgfx))
         const peers = g.peers
-          .map((id) => byId.get(id))
-          .filter((r): r is ContenderResult & { median: number } => r?.median !== undefined)
+          .map((id) => ({ result: byId.get(id)!, score: score(byId.get(id)) }))
+          .filter((p): p is { result: ContenderResult; score: number } => p.score !== undefined)
+        const label = g.metric === "cpu" ? `${g.label} (per client CPU-second)` : g.label
         if (mine === undefined || peers.length === 0) {
-          return { label: g.label, value: undefined, target: `≥ ${g.atLeast}×`, met: undefined, detail: "not measured" }
+          return { label, value: undefined, target: `≥ ${g.atLeast}×`, met: undefined, detail: "not measured" }
         }
-        const best = peers.reduce((a, b) => (b.median > a.median ? b : a))
-        const ratio = mine / best.median
+        const best = peers.reduce((a, b) => (b.score > a.score ? b : a))
+        const ratio = mine / best.score
         return {
-          label: g.label,
+          label,
           value: ratio,
           target: `≥ ${g.atLeast}×`,
           met: ratio >= g.atLeast,
-          detail: `${ratio.toFixed(2)}× ${best.label}`
+          detail: `${ratio.toFixed(2)}× ${best.result.label}`
         }
       }
       case "Cpu": {
@@ -297,7 +317,7 @@ interface Row {
 }
 
 const tableRows = (result: BenchmarkResult): { header: ReadonlyArray<string>; groups: Array<{ group: string; rows: Array<Row> }> } => {
-  const header = ["contender", `${result.unit}s/s (median)`, "min – max", "vs pgfx", `CPU µs/${result.unit}`, "peak RSS", "notes"]
+  const header = ["contender", `${result.unitPlural}/s (median)`, "min – max", "vs pgfx", `CPU µs/${result.unit}`, "peak RSS", "notes"]
   const groups: Array<{ group: string; rows: Array<Row> }> = []
   for (const c of result.contenders) {
     let g = groups.find((x) => x.group === c.group)
@@ -310,13 +330,15 @@ const tableRows = (result: BenchmarkResult): { header: ReadonlyArray<string>; gr
     const members = result.contenders.filter((c) => c.group === g.group)
     // pgfx rows first; the first measured pgfx row is the baseline.
     const ordered = [...members.filter((c) => c.isPgfx), ...members.filter((c) => !c.isPgfx)]
-    const baseline = ordered.find((c) => c.isPgfx && c.median !== undefined)?.median
+    const baseline = ordered.find((c) => c.isPgfx && !c.rssOnly && c.median !== undefined)?.median
     for (const c of ordered) {
       const extra = c.extra === undefined ? [] : Object.entries(c.extra).map(([k, v]) => `${k} ${si(v)}`)
       const notes = [...extra, ...(c.note === undefined ? [] : [c.note]), ...c.problems].join("; ")
       g.rows.push({
         cells: c.median === undefined
           ? [c.label, "—", "—", "—", "—", "—", notes]
+          : c.rssOnly
+          ? [c.label, "—", "—", "—", "—", c.peakRssMB === undefined ? "—" : `${c.peakRssMB.toFixed(0)} MB`, notes]
           : [
               c.label,
               si(c.median),
@@ -332,6 +354,15 @@ const tableRows = (result: BenchmarkResult): { header: ReadonlyArray<string>; gr
   return { header, groups }
 }
 
+const conditions = (result: BenchmarkResult): string =>
+  [
+    result.pinned ? "pinned: client on core 1, server on core 0" : "unpinned",
+    `${result.rounds} rounds`,
+    ...(result.loadAverage === undefined
+      ? []
+      : [`load average ${result.loadAverage[0].toFixed(1)} before, ${result.loadAverage[1].toFixed(1)} after`])
+  ].join(", ")
+
 const mark = (met: boolean | undefined) => (met === undefined ? "not measured" : met ? "met" : "NOT met")
 
 export const formatText = (result: BenchmarkResult): string => {
@@ -341,7 +372,7 @@ export const formatText = (result: BenchmarkResult): string => {
   const line = (cells: ReadonlyArray<string>) =>
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : i === cells.length - 1 ? c : c.padStart(widths[i]!))).join("  ")
   const out: Array<string> = []
-  out.push(`== ${result.name}: ${result.title} (${result.pinned ? "pinned: client core 1, server core 0" : "unpinned"}, ${result.rounds} rounds)`)
+  out.push(`== ${result.name}: ${result.title} (${conditions(result)})`)
   out.push(line(header))
   for (const g of groups) {
     out.push(`-- ${g.group}`)
@@ -355,7 +386,9 @@ export const formatMarkdown = (result: BenchmarkResult): string => {
   const { header, groups } = tableRows(result)
   const esc = (s: string) => s.replace(/\|/g, "\\|")
   const out: Array<string> = []
-  out.push(`#### ${result.name}: ${result.title} — ${result.pinned ? "pinned (client core 1, server core 0)" : "unpinned"}, ${result.rounds} rounds`)
+  out.push(`#### ${result.name}: ${result.title}`)
+  out.push("")
+  out.push(`${conditions(result)}.`)
   out.push("")
   out.push(`| ${header.join(" | ")} |`)
   out.push(`|${header.map((_, i) => (i === 0 || i === header.length - 1 ? " --- " : " ---: ")).join("|")}|`)

@@ -141,6 +141,7 @@ const main = async () => {
         }
         const contenders = bench.contenders.filter((c) => args.only === undefined || args.only.test(c.id) || args.only.test(c.label))
         const rounds = args.rounds ?? bench.defaultRounds
+        const loadBefore = Os.loadavg()[0]!
         const samples = new Map<string, Array<Sample>>(contenders.map((c) => [c.id, []]))
         const problems = new Map<string, Array<string>>(contenders.map((c) => [c.id, []]))
         const retired = new Set<string>()
@@ -152,7 +153,7 @@ const main = async () => {
             if (outcome._tag === "Sample") {
               samples.get(c.id)!.push(outcome.sample)
               const s = outcome.sample
-              console.error(`${where}: ${si(s.ops / s.seconds)} ${bench.unit}s/s, ${(s.cpuUs / s.ops).toFixed(2)} µs CPU/${bench.unit}`)
+              console.error(`${where}: ${si(s.ops / s.seconds)} ${bench.unitPlural}/s, ${(s.cpuUs / s.ops).toFixed(2)} µs CPU/${bench.unit}`)
             } else {
               // A skip or a failure repeats every round; report it once and move on.
               retired.add(c.id)
@@ -167,8 +168,10 @@ const main = async () => {
           name,
           title: bench.title,
           unit: bench.unit,
+          unitPlural: bench.unitPlural,
           pinned,
           rounds,
+          loadAverage: [loadBefore, Os.loadavg()[0]!],
           contenders: summaries,
           goals: evaluateGoals(bench.goals, summaries)
         }

@@ -20,7 +20,7 @@ const check = (value: unknown) => {
 }
 
 const pgfx = (via: Via, protocol: "extended" | "simple") => async (ctx: BenchContext): Promise<WorkerOutcome> => {
-  const { Effect } = await import("effect")
+  const Effect = await import("effect/Effect")
   const Connection = await import("@pgfx/connection/Connection")
   return Effect.runPromise(
     Effect.scoped(
@@ -60,7 +60,7 @@ const postgres = async (ctx: BenchContext): Promise<WorkerOutcome> => {
 }
 
 const effectSql = async (ctx: BenchContext): Promise<WorkerOutcome> => {
-  const { Effect } = await import("effect")
+  const Effect = await import("effect/Effect")
   const { PgClient } = await import("@effect/sql-pg")
   const layer = await effectSqlLayer(ctx)
   return Effect.runPromise(
@@ -93,6 +93,7 @@ export const benchmark: Benchmark = {
   name: "B1",
   title: `${QUERIES.toLocaleString("en")} sequential SELECT 1 over TCP loopback`,
   unit: "query",
+  unitPlural: "queries",
   defaultRounds: 5,
   needsServer: true,
   contenders,

@@ -25,7 +25,7 @@ const check = (value: unknown, expected: number) => {
 }
 
 const pgfx = (via: Via) => async (ctx: BenchContext): Promise<WorkerOutcome> => {
-  const { Effect } = await import("effect")
+  const Effect = await import("effect/Effect")
   const Connection = await import("@pgfx/connection/Connection")
   return Effect.runPromise(
     Effect.scoped(
@@ -70,7 +70,7 @@ const postgres = async (ctx: BenchContext): Promise<WorkerOutcome> => {
 }
 
 const effectSql = async (ctx: BenchContext): Promise<WorkerOutcome> => {
-  const { Effect } = await import("effect")
+  const Effect = await import("effect/Effect")
   const { PgClient } = await import("@effect/sql-pg")
   const layer = await effectSqlLayer(ctx, { multiplexConcurrency: IN_FLIGHT })
   return Effect.runPromise(
@@ -112,7 +112,8 @@ export const benchmark: Benchmark = {
   name: "B2",
   title: `${QUERIES.toLocaleString("en")} SELECT $1::int, up to ${IN_FLIGHT.toLocaleString("en")} in flight on one connection`,
   unit: "query",
-  defaultRounds: 5,
+  unitPlural: "queries",
+  defaultRounds: 3,
   needsServer: true,
   contenders,
   goals: [

@@ -38,7 +38,8 @@ class Tally {
 }
 
 const pgfxStream = async (ctx: BenchContext): Promise<WorkerOutcome> => {
-  const { Effect, Stream } = await import("effect")
+  const Effect = await import("effect/Effect")
+  const Stream = await import("effect/Stream")
   const Connection = await import("@pgfx/connection/Connection")
   return Effect.runPromise(
     Effect.scoped(
@@ -58,7 +59,7 @@ const pgfxStream = async (ctx: BenchContext): Promise<WorkerOutcome> => {
 }
 
 const pgfxQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
-  const { Effect } = await import("effect")
+  const Effect = await import("effect/Effect")
   const Connection = await import("@pgfx/connection/Connection")
   return Effect.runPromise(
     Effect.scoped(
@@ -167,7 +168,7 @@ const postgresQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
 }
 
 const effectSqlQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
-  const { Effect } = await import("effect")
+  const Effect = await import("effect/Effect")
   const { PgClient } = await import("@effect/sql-pg")
   const layer = await effectSqlLayer(ctx)
   return Effect.runPromise(
@@ -187,6 +188,35 @@ const effectSqlQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   )
 }
 
+/** Reference points for peak RSS: the client loaded and connected, one `select 1`, nothing else. */
+const idlePgfx = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const Effect = await import("effect/Effect")
+  const Connection = await import("@pgfx/connection/Connection")
+  return Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function*() {
+        const conn = yield* Connection.make(pgfxInput(ctx, "tcp"))
+        const stop = startTimer()
+        yield* conn.query("select 1")
+        return stop(1)
+      })
+    )
+  )
+}
+
+const idlePostgres = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const sql = await postgresJs(ctx)
+  const stop = startTimer()
+  await sql`select 1`
+  const outcome = stop(1)
+  await sql.end()
+  return outcome
+}
+
+const idleNode = async (): Promise<WorkerOutcome> => startTimer()(1)
+
+const IDLE = "RSS reference: client loaded and connected, one SELECT 1"
+
 const contenders: ReadonlyArray<Contender> = [
   { id: "pgfx-stream", label: "pgfx stream", group: STREAMED, isPgfx: true, run: pgfxStream },
   { id: "postgres-foreach", label: "postgres.js .forEach", group: STREAMED, run: postgresForEach },
@@ -195,13 +225,17 @@ const contenders: ReadonlyArray<Contender> = [
   { id: "pgfx-query", label: "pgfx query", group: BUFFERED, isPgfx: true, run: pgfxQuery },
   { id: "pg", label: "pg 8.23", group: BUFFERED, run: pgQuery },
   { id: "postgres", label: "postgres.js 3.4", group: BUFFERED, run: postgresQuery },
-  { id: "effect-sql", label: "@effect/sql-pg 4", group: BUFFERED, run: effectSqlQuery }
+  { id: "effect-sql", label: "@effect/sql-pg 4", group: BUFFERED, run: effectSqlQuery },
+  { id: "idle-pgfx", label: "pgfx", group: IDLE, isPgfx: true, rssOnly: true, run: idlePgfx },
+  { id: "idle-postgres", label: "postgres.js", group: IDLE, rssOnly: true, run: idlePostgres },
+  { id: "idle-node", label: "the worker alone (Node 24 + type stripping, no client)", group: IDLE, rssOnly: true, run: idleNode }
 ]
 
 export const benchmark: Benchmark = {
   name: "B3",
   title: "1,000,000 rows × 5 columns, fully decoded, over TCP loopback",
   unit: "row",
+  unitPlural: "rows",
   defaultRounds: 3,
   needsServer: true,
   contenders,

@@ -14,6 +14,14 @@
  * length only: StartupMessage, SSLRequest, GSSENCRequest, CancelRequest as read by a server),
  * and "byte" (one byte, the S/N answer to SSLRequest/GSSENCRequest), after which it returns to "typed".
  * The mode may be changed from inside the frame callback and applies to the very next frame.
+ *
+ * Streamed frames (opt-in, `streamFrames`): a typed frame of the handler's type whose body is longer than
+ * its threshold is never joined: its body goes to the handler as it arrives, as `onStart(type, length)`,
+ * one or more `onPiece(buf, start, end)` (views, never copies; together exactly the body, in order) and
+ * `onEnd()`, whatever the split into chunks, and `onFrame` does not see it. The handler in place when a
+ * frame starts receives all of it, even if `streamFrames` changes meanwhile. The length is bounded by
+ * `maxMessageSize` as for any other frame. Used by COPY OUT, whose CopyData may be far larger than memory
+ * should hold at once.
  */
 import { DEFAULT_MAX_MESSAGE_SIZE, MAX_STARTUP_PACKET_LENGTH, MIN_MESSAGE_LENGTH } from "./Limits.ts"
 import { ProtocolError } from "./ProtocolError.ts"
@@ -25,6 +33,17 @@ export type FrameMode = "typed" | "untyped" | "byte"
  * "byte" mode, with an empty body); the body is `buf[start, end)`, without type and length.
  */
 export type FrameHandler = (type: number, buf: Uint8Array, start: number, end: number) => void
+
+/** Receives the body of a large frame in pieces (see "Streamed frames" above). */
+export interface FrameStreamHandler {
+  /** The frame type streamed (e.g. 0x64, CopyData). */
+  readonly type: number
+  /** Bodies longer than this many bytes are streamed; shorter ones go to `onFrame` as usual. */
+  readonly threshold: number
+  readonly onStart: (type: number, length: number) => void
+  readonly onPiece: (buf: Uint8Array, start: number, end: number) => void
+  readonly onEnd: () => void
+}
 
 export interface FramerOptions {
   readonly maxMessageSize?: number | undefined
@@ -43,6 +62,11 @@ export class Framer {
   /** Total bytes the frame at the head of `parts` needs, once its header is known (0 = unknown). */
   private need = 0
   private failure: ProtocolError | undefined
+  /** Opt-in streaming of large frames of one type; undefined (default) joins every frame. */
+  streamFrames: FrameStreamHandler | undefined = undefined
+  /** The handler of the streamed frame in progress, and how many body bytes it still expects. */
+  private streaming: FrameStreamHandler | undefined
+  private streamRemaining = 0
 
   constructor(options: FramerOptions = {}) {
     this.mode = options.mode ?? "typed"
@@ -68,7 +92,18 @@ export class Framer {
     if (this.failure !== undefined) throw this.failure
     if (chunk.length === 0) return
     let buf: Uint8Array
-    if (this.partsLength > 0) {
+    if (this.streaming !== undefined) {
+      // The body of a streamed frame continues: hand this chunk's share on as a view.
+      const handler = this.streaming
+      const take = Math.min(chunk.length, this.streamRemaining)
+      this.streamRemaining -= take
+      this.consumed += take
+      if (this.streamRemaining === 0) this.streaming = undefined
+      handler.onPiece(chunk, 0, take)
+      if (this.streaming === undefined) handler.onEnd()
+      if (take === chunk.length) return
+      buf = take === 0 ? chunk : chunk.subarray(take)
+    } else if (this.partsLength > 0) {
       this.parts.push(chunk)
       this.partsLength += chunk.length
       // Still short of a known frame size: keep the chunk as it is, no copy.
@@ -124,6 +159,21 @@ export class Framer {
           this.poison(length, max, typed ? buf[pos]! : undefined, this.consumed + pos)
         }
         const total = typed ? length + 1 : length
+        const stream = this.streamFrames
+        if (typed && stream !== undefined && buf[pos] === stream.type && length - 4 > stream.threshold) {
+          const bodyStart = pos + 5
+          const body = length - 4
+          const available = Math.min(len - bodyStart, body)
+          pos = bodyStart + available
+          if (available < body) {
+            this.streaming = stream
+            this.streamRemaining = body - available
+          }
+          stream.onStart(buf[bodyStart - 5]!, body)
+          if (available > 0) stream.onPiece(buf, bodyStart, pos)
+          if (available === body) stream.onEnd()
+          continue
+        }
         if (len - pos < total) {
           this.need = total
           break

@@ -64,6 +64,8 @@ const endStartupPacket = (w: Writer, at: number, what: string): void => {
 }
 
 export const encodeStartupMessage = (w: Writer, m: StartupMessage): void => {
+  // Major version 1234 is reserved for request codes (SSLRequest, CancelRequest, …).
+  if (m.majorVersion === 1234) fail("EncodeInvalid", "protocol major version 1234 is reserved for request codes")
   const at = w.begin(undefined)
   w.u16(m.majorVersion)
   w.u16(m.minorVersion)
@@ -215,23 +217,37 @@ export const decodeBackendKeyData = (r: Reader): BackendKeyData => {
 }
 
 export const NegotiateProtocolVersion = Schema.TaggedStruct("NegotiateProtocolVersion", {
-  /** The newest minor version the server supports for the requested major version. */
+  /** The newest minor version (0..65535) the server supports for major version 3. */
   newestMinorVersion: Schema.Number,
   /** `_pq_.*` options the server did not recognise. */
   unrecognizedOptions: Schema.Array(Schema.String)
 })
 export type NegotiateProtocolVersion = typeof NegotiateProtocolVersion.Type
 
+/*
+ * 54.7 calls the first field the "newest minor protocol version", but PostgreSQL (and libpq,
+ * reading it) use the whole version number, 3 << 16 | minor (196610 for 3.2). We encode that form
+ * and decode either: a value below 65536 is taken as a bare minor version, else the major must be 3.
+ */
 export const encodeNegotiateProtocolVersion = (w: Writer, m: NegotiateProtocolVersion): void => {
+  const minor = m.newestMinorVersion
+  if (!Number.isInteger(minor) || minor < 0 || minor > 0xffff) {
+    fail("EncodeInvalid", `minor protocol version ${minor} is outside 0..65535`, "v")
+  }
   const at = w.begin(0x76) // 'v'
-  w.i32(m.newestMinorVersion)
+  w.i32((3 << 16) | minor)
   w.i32(m.unrecognizedOptions.length)
   for (const option of m.unrecognizedOptions) w.cstring(option)
   w.end(at)
 }
 
 export const decodeNegotiateProtocolVersion = (r: Reader): NegotiateProtocolVersion => {
-  const newestMinorVersion = r.i32()
+  const at = r.pos
+  const version = r.i32()
+  if (version < 0 || (version > 0xffff && version >>> 16 !== 3)) {
+    r.invalid(`protocol version ${version >>> 16}.${version & 0xffff} is not 3.x`, at)
+  }
+  const newestMinorVersion = version & 0xffff
   const n = r.count32(1, "unrecognized option count")
   const unrecognizedOptions = new Array<string>(n)
   for (let i = 0; i < n; i++) unrecognizedOptions[i] = r.cstring()

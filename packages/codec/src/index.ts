@@ -24,6 +24,23 @@ export * from "./FunctionCall.ts"
 export * from "./BackendMessage.ts"
 export * from "./FrontendMessage.ts"
 
-// other modules
-// (Replication.ts, Pgoutput.ts, Scram.ts, values/*, TypeRegistry.ts, RowDecoder.ts, SqlState.ts,
-// TypeOid.ts are being written by others; add `export * from "./X.ts"` here once each exists.)
+// other modules (written by other engineers; flat re-exports, so a name clash here is a tsc error:
+// rename or export that module as a namespace instead)
+export * from "./Replication.ts"
+export * from "./Pgoutput.ts"
+export * from "./TestDecoding.ts"
+export * from "./Scram.ts"
+export * from "./Md5Password.ts"
+export * from "./SaslPrep.ts"
+export * from "./SqlState.ts"
+export * from "./TypeOid.ts"
+export * from "./TypeRegistry.ts"
+export * from "./RowDecoder.ts"
+export * from "./values/ValueCodec.ts"
+export * from "./values/Primitives.ts"
+export * from "./values/Numeric.ts"
+export * from "./values/Temporal.ts"
+export * from "./values/Network.ts"
+export * from "./values/Array.ts"
+export * from "./values/Range.ts"
+export * from "./values/Record.ts"

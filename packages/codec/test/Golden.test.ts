@@ -98,7 +98,7 @@ const semantics: Record<string, (ms: ReadonlyArray<BackendMessage>) => void> = {
   },
   "simple-failed-transaction": (ms) => {
     expect(find(ms, "ReadyForQuery").map((r) => r.status)).toEqual(["E", "I"])
-    expect(find(ms, "ErrorResponse")[0]!.fields).toMatchObject({ code: "42P01", position: "15" })
+    expect(find(ms, "ErrorResponse")[0]!.fields).toMatchObject({ code: "42P01", position: "22" })
   },
   "simple-rows": (ms) => {
     expect(find(ms, "ReadyForQuery").map((r) => r.status)).toEqual(["T", "I"])
@@ -140,7 +140,8 @@ const semantics: Record<string, (ms: ReadonlyArray<BackendMessage>) => void> = {
   },
   show: (ms) => {
     expect(text(find(ms, "DataRow")[0]!.values[0])).toBe("UTF8")
-    expect(find(ms, "RowDescription")[1]!.fields.map((f) => f.name)).toEqual(["name", "setting", "description"])
+    expect(find(ms, "RowDescription")[0]!.fields.map((f) => f.name)).toEqual(["client_encoding"])
+    expect(find(ms, "ErrorResponse")[0]!.fields.code).toBe("42704")
   },
   "replication-identify-system": (ms) => {
     expect(find(ms, "RowDescription")[0]!.fields.map((f) => f.name)).toEqual(["systemid", "timeline", "xlogpos", "dbname"])

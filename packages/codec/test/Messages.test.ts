@@ -1,10 +1,9 @@
 import { assert, describe, expect, it } from "@effect/vitest"
+import { Schema } from "effect"
 import * as fc from "fast-check"
-import type { BackendMessage } from "../src/BackendMessage.ts"
-import { BackendType, decodeBackend, encodeBackend } from "../src/BackendMessage.ts"
+import { BackendMessage, BackendType, decodeBackend, encodeBackend } from "../src/BackendMessage.ts"
 import { Framer } from "../src/Frame.ts"
-import type { FrontendMessage } from "../src/FrontendMessage.ts"
-import { decodeFrontend, decodeStartupPacket, encodeFrontend, FrontendType } from "../src/FrontendMessage.ts"
+import { decodeFrontend, decodeStartupPacket, encodeFrontend, FrontendMessage, FrontendType } from "../src/FrontendMessage.ts"
 import { ProtocolError } from "../src/ProtocolError.ts"
 import { scanDataRow } from "../src/Query.ts"
 import {
@@ -147,6 +146,37 @@ describe("frontend messages round-trip (encode → frame → decode, the mock-se
     assert(m._tag === "StartupMessage")
     assert.strictEqual(Object.getPrototypeOf(m.parameters), Object.prototype)
     assert.strictEqual(Object.getOwnPropertyDescriptor(m.parameters, "__proto__")?.value, "x")
+  })
+})
+
+describe("Schema models agree with the hand-written decoders", () => {
+  const isBackend = Schema.is(BackendMessage)
+  const isFrontend = Schema.is(FrontendMessage)
+
+  it("every decoded backend message is an instance of the BackendMessage schema", () => {
+    fc.assert(
+      fc.property(anyBackend, (m) => {
+        assert.isTrue(isBackend(m))
+        for (const d of roundTripBackend([m])) assert.isTrue(isBackend(d))
+      }),
+      { numRuns: RUNS }
+    )
+  })
+
+  it("every decoded frontend message is an instance of the FrontendMessage schema", () => {
+    fc.assert(
+      fc.property(fc.oneof(...Object.values(frontendArbitraries) as Array<fc.Arbitrary<FrontendMessage>>), (m) => {
+        assert.isTrue(isFrontend(m))
+        for (const d of roundTripFrontend([m])) assert.isTrue(isFrontend(d))
+      }),
+      { numRuns: RUNS }
+    )
+  })
+
+  it("the schemas reject what the wire cannot carry", () => {
+    assert.isFalse(isBackend({ _tag: "ReadyForQuery", status: "X" }))
+    assert.isFalse(isBackend({ _tag: "DataRow", values: ["text"] }))
+    assert.isFalse(isFrontend({ _tag: "Describe", kind: "Q", name: "" }))
   })
 })
 
@@ -307,6 +337,18 @@ describe("negative cases", () => {
       const key = Uint8Array.from({ length: n }, (_, i) => i)
       expect(backend("K", u8(i32(42), Array.from(key)))).toEqual({ _tag: "BackendKeyData", processId: 42, secretKey: key })
     }
+  })
+
+  it("NegotiateProtocolVersion carries the whole version number (3 << 16 | minor), as PostgreSQL sends it", () => {
+    const m = { _tag: "NegotiateProtocolVersion" as const, newestMinorVersion: 2, unrecognizedOptions: ["_pq_.x"] }
+    const bytes = encodeBackendAll([m])
+    expect(Array.from(bytes.subarray(5, 9))).toEqual(i32(PROTOCOL_3_2))
+    expect(backend("v", u8(i32(PROTOCOL_3_2), i32(0)))).toEqual({ ...m, unrecognizedOptions: [] })
+    // A bare minor version (the spec's wording) is accepted too.
+    expect(backend("v", u8(i32(1), i32(0)))).toMatchObject({ newestMinorVersion: 1 })
+    expect(protocolError(() => backend("v", u8(i32(4 << 16), i32(0)))).reason).toBe("InvalidValue")
+    expect(protocolError(() => backend("v", u8(i32(-1), i32(0)))).reason).toBe("InvalidValue")
+    expect(protocolError(() => encodeBackendAll([{ ...m, newestMinorVersion: 65536 }])).reason).toBe("EncodeInvalid")
   })
 
   it("startup packets: unknown request codes, truncated codes", () => {

@@ -116,7 +116,7 @@ export const backendArbitraries: { [K in BackendMessage["_tag"]]: fc.Arbitrary<E
   BackendKeyData: fc.record({ _tag: fc.constant("BackendKeyData"), processId: int32, secretKey: cancelKey }),
   NegotiateProtocolVersion: fc.record({
     _tag: fc.constant("NegotiateProtocolVersion"),
-    newestMinorVersion: int32,
+    newestMinorVersion: fc.nat(0xffff),
     unrecognizedOptions: fc.array(text(), { maxLength: 4 })
   }),
   ParameterStatus: fc.record({ _tag: fc.constant("ParameterStatus"), name: text(), value: text() }),

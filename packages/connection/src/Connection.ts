@@ -19,7 +19,7 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type * as Tls from "node:tls"
-import { Context, Duration, Effect, Exit, Layer, PubSub, Queue, Redacted, Scope, Semaphore, Stream } from "effect"
+import { Context, Duration, Effect, Exit, Layer, PubSub, Queue, Redacted, Scope, Stream } from "effect"
 import type * as Config from "effect/Config"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { decodeBackend } from "@pgfx/codec/BackendMessage"
@@ -154,6 +154,10 @@ export interface ConnectionInternal {
   readonly cancelsInFlight: () => number
   /** Registers a synchronous handler for every NotificationResponse; returns its removal. Handlers must not block. */
   readonly addNotificationListener: (f: (n: Notification) => void) => () => void
+  /** Registers a synchronous handler for every NoticeResponse; returns its removal. Handlers must not block. */
+  readonly addNoticeListener: (f: (fields: ErrorFields) => void) => () => void
+  /** Registers a synchronous handler for every ParameterStatus; returns its removal. Handlers must not block. */
+  readonly addParameterStatusListener: (f: (change: { readonly name: string; readonly value: string }) => void) => () => void
   /** Runs a request with the pipeline-depth permit held and the safe-cancel protocol on interruption. */
   readonly run: <A>(
     build: (resume: (effect: Effect.Effect<A, PgError>) => void) => { request: import("./Wire.ts").Pending & { abandoned: boolean }; bytes: Uint8Array | undefined }
@@ -361,12 +365,15 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
   const parameterChanges = yield* PubSub.sliding<{ name: string; value: string }>(1024)
   const notifications = yield* PubSub.sliding<Notification>(4096)
   const notificationListeners = new Set<(n: Notification) => void>()
+  const noticeListeners = new Set<(fields: ErrorFields) => void>()
+  const parameterListeners = new Set<(change: { readonly name: string; readonly value: string }) => void>()
   let cancelsInFlight = 0
 
   const wire: Wire = new Wire(transport, framer, {
     onNotice: (buf, start, end) => {
       const m = decodeBackend(0x4e, buf, start, end) as { fields: ErrorFields }
       PubSub.publishUnsafe(notices, m.fields)
+      for (const f of noticeListeners) f(m.fields)
     },
     onNotification: (buf, start, end) => {
       const m = decodeBackend(0x41, buf, start, end) as unknown as Notification
@@ -377,7 +384,9 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
     onParameterStatus: (buf, start, end) => {
       const m = decodeBackend(0x53, buf, start, end) as { name: string; value: string }
       parameters.set(m.name, m.value)
-      PubSub.publishUnsafe(parameterChanges, { name: m.name, value: m.value })
+      const change = { name: m.name, value: m.value }
+      PubSub.publishUnsafe(parameterChanges, change)
+      for (const f of parameterListeners) f(change)
     }
   })
   wire.onUnsolicitedError = (buf, start, end) => {
@@ -422,7 +431,6 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
     array: { wire, writer, registry, rowMode: "array" } satisfies RequestContext
   }
   const contextFor = (mode: RowMode | undefined) => contexts[mode ?? rowModeDefault]
-  const depth = yield* Semaphore.make(config.pipelineDepth)
 
   const cancelTarget = () => ({
     endpoint,
@@ -435,63 +443,96 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
    * Runs one request: takes a pipeline permit, submits, and on interruption abandons it and — only
    * when it is the last request on the wire — cancels it on the server (see the module header).
    */
+  /**
+   * Pipeline depth: at most `pipelineDepth` requests in flight; later ones wait, in order, for a slot.
+   * Counted by hand (not a Semaphore) because this runs once per query.
+   */
+  let inFlight = 0
+  const slotWaiters: Array<() => void> = []
+  const releaseSlot = () => {
+    const next = slotWaiters.shift()
+    if (next !== undefined) next()
+    else inFlight--
+  }
+
+  /**
+   * Runs one request: takes a pipeline slot, submits, and on interruption abandons it and — only when
+   * it is the last request on the wire — cancels it on the server (see the module header).
+   */
   const run = <A>(
     build: (resume: (effect: Effect.Effect<A, PgError>) => void) => {
-      request: import("./Wire.ts").Pending & { abandoned: boolean; done?: () => void }
+      request: import("./Wire.ts").Pending & { abandoned: boolean }
       bytes: Uint8Array | undefined
     }
   ): Effect.Effect<A, PgError> =>
-    depth.withPermits(1)(
-      Effect.callback<A, PgError>((resume) => {
-        let finished = false
-        let waitDone: (() => void) | undefined
-        const complete = (effect: Effect.Effect<A, PgError>) => {
-          finished = true
-          const w = waitDone
-          waitDone = undefined
-          w?.()
-          resume(effect)
-        }
-        let built: ReturnType<typeof build>
+    Effect.callback<A, PgError>((resume) => {
+      let finished = false
+      let started = false
+      let seq = -1
+      let built: ReturnType<typeof build> | undefined
+      let waitDone: (() => void) | undefined
+      const complete = (effect: Effect.Effect<A, PgError>) => {
+        if (finished) return
+        finished = true
+        releaseSlot()
+        const w = waitDone
+        waitDone = undefined
+        w?.()
+        resume(effect)
+      }
+      const start = () => {
+        started = true
         try {
           built = build(complete)
         } catch (e) {
           writer.rewind()
+          finished = true
+          releaseSlot()
           resume(Effect.fail(toRequestError(e)))
           return
         }
-        const seq = wire.submit(built.request, built.bytes)
-        return Effect.suspend(() => {
-          if (finished) return Effect.void
-          built.request.abandoned = true
-          if (!wire.isLastWritten(seq)) return Effect.void
-          // Safe to cancel: hold later requests until the cancel is delivered and this request is done.
-          wire.hold()
-          cancelsInFlight++
-          const requestDone = Effect.callback<void>((r) => {
-            if (finished) return r(Effect.void)
-            waitDone = () => r(Effect.void)
-          })
-          let released = false
-          const release = Effect.sync(() => {
-            if (released) return
-            released = true
-            cancelsInFlight--
-            wire.release()
-          })
-          return sendCancel(cancelTarget()).pipe(
-            Effect.andThen(
-              Effect.forkIn(
-                requestDone.pipe(Effect.timeout(Duration.seconds(30)), Effect.ignore, Effect.ensuring(release)),
-                scope
-              )
-            ),
-            Effect.onInterrupt(() => release),
-            Effect.asVoid
-          )
+        seq = wire.submit(built.request, built.bytes)
+      }
+      if (inFlight < config.pipelineDepth) {
+        inFlight++
+        start()
+      } else slotWaiters.push(start)
+      return Effect.suspend(() => {
+        if (!started) {
+          // Still waiting for a slot: nothing was sent.
+          const i = slotWaiters.indexOf(start)
+          if (i >= 0) slotWaiters.splice(i, 1)
+          return Effect.void
+        }
+        if (finished || built === undefined) return Effect.void
+        built.request.abandoned = true
+        if (!wire.isLastWritten(seq)) return Effect.void
+        // Safe to cancel: hold later requests until the cancel is delivered and this request is done.
+        wire.hold()
+        cancelsInFlight++
+        const requestDone = Effect.callback<void>((r) => {
+          if (finished) return r(Effect.void)
+          waitDone = () => r(Effect.void)
         })
+        let released = false
+        const release = Effect.sync(() => {
+          if (released) return
+          released = true
+          cancelsInFlight--
+          wire.release()
+        })
+        return sendCancel(cancelTarget()).pipe(
+          Effect.andThen(
+            Effect.forkIn(
+              requestDone.pipe(Effect.timeout(Duration.seconds(30)), Effect.ignore, Effect.ensuring(release)),
+              scope
+            )
+          ),
+          Effect.onInterrupt(() => release),
+          Effect.asVoid
+        )
       })
-    )
+    })
 
   const withTimeout = <A>(effect: Effect.Effect<A, PgError>, options: QueryOptions | undefined) => {
     if (options?.timeout === undefined) return effect
@@ -607,7 +648,10 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
     sink?: RowSink
   ): Effect.Effect<QueryResult<A>, PgError> => {
     if (options?.prepare === false || statements.capacity === 0) return executeUnnamed<A>(sql, params, options, sink)
-    const once = Effect.flatMap(prepare(sql), (s) => executePrepared<A>(s, params, options, sink))
+    const cached = statements.get(sql)
+    const once = cached !== undefined
+      ? executePrepared<A>(cached, params, options, sink)
+      : Effect.flatMap(prepare(sql), (s) => executePrepared<A>(s, params, options, sink))
     return Effect.catchIf(once, isStale, () =>
       Effect.suspend(() => {
         statements.invalidate(sql)
@@ -627,7 +671,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
           "server.port": endpoint.port
         },
         kind: "client"
-      })
+      }, { captureStackTrace: false })
     )
 
   const simple = (sql: string, options?: QueryOptions) =>
@@ -648,7 +692,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
           "server.address": endpoint.host
         },
         kind: "client"
-      })
+      }, { captureStackTrace: false })
     )
 
   const stream = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: StreamOptions): Stream.Stream<A, PgError> =>
@@ -762,6 +806,14 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
       addNotificationListener: (f) => {
         notificationListeners.add(f)
         return () => notificationListeners.delete(f)
+      },
+      addNoticeListener: (f) => {
+        noticeListeners.add(f)
+        return () => noticeListeners.delete(f)
+      },
+      addParameterStatusListener: (f) => {
+        parameterListeners.add(f)
+        return () => parameterListeners.delete(f)
       }
     }
   }

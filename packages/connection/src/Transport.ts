@@ -59,8 +59,16 @@ export class Transport {
     socket.off("error", this.onError)
   }
 
+  /**
+   * When set (by the wire, after the handshake), events are offered to it first, synchronously; it
+   * returns false when its reader is busy, and the event then waits in the inbox in order.
+   */
+  direct: ((event: TransportEvent) => boolean) | undefined
+
   private readonly onData = (chunk: Uint8Array): void => {
-    this.inbox.push({ _tag: "Data", chunk })
+    const ev: TransportEvent = { _tag: "Data", chunk }
+    if (this.inbox.length === 0 && this.direct !== undefined && this.direct(ev)) return
+    this.inbox.push(ev)
     if (this.inbox.length >= HIGH_WATER_CHUNKS && !this.paused) {
       this.paused = true
       this.socket.pause()
@@ -71,14 +79,19 @@ export class Transport {
   private readonly onEnd = (): void => {
     if (this.ended) return
     this.ended = true
-    this.inbox.push({ _tag: "End" })
+    this.deliver({ _tag: "End" })
+  }
+
+  private deliver(ev: TransportEvent): void {
+    if (this.inbox.length === 0 && this.direct !== undefined && this.direct(ev)) return
+    this.inbox.push(ev)
     this.wake()
   }
 
   private readonly onError = (err: Error): void => {
     if (this.ended) return
     this.ended = true
-    this.inbox.push({
+    this.deliver({
       _tag: "Error",
       error: new ConnectionError({
         reason: "SocketError",
@@ -88,7 +101,6 @@ export class Transport {
         cause: err
       })
     })
-    this.wake()
   }
 
   private wake(): void {
@@ -164,6 +176,40 @@ export class Transport {
       return Effect.sync(cleanup)
     })
   }
+
+  /**
+   * Writes without waiting. Returns false when the socket's buffer is full: the caller must then wait
+   * for `drained` before writing more. Never throws (a failed write surfaces as a socket error event).
+   */
+  writeNow(data: Uint8Array): boolean {
+    if (this.ended || this.socket.destroyed) return true
+    try {
+      return this.socket.write(data)
+    } catch {
+      return true
+    }
+  }
+
+  /** Completes when the socket's write buffer drained (or fails when the socket closed first). */
+  readonly drained: Effect.Effect<void, ConnectionError> = Effect.callback<void, ConnectionError>((resume) => {
+    if (this.ended || this.socket.destroyed) return resume(Effect.fail(this.closedError()))
+    if (!this.socket.writableNeedDrain) return resume(Effect.void)
+    const onDrain = () => {
+      cleanup()
+      resume(Effect.void)
+    }
+    const onClose = () => {
+      cleanup()
+      resume(Effect.fail(this.closedError()))
+    }
+    const cleanup = () => {
+      this.socket.off("drain", onDrain)
+      this.socket.off("close", onClose)
+    }
+    this.socket.on("drain", onDrain)
+    this.socket.on("close", onClose)
+    return Effect.sync(cleanup)
+  })
 
   closedError(cause?: unknown): ConnectionError {
     return new ConnectionError({

@@ -9,9 +9,19 @@
  *   say) go to the outbox without waiting. The only thing the reader waits on is a slow consumer
  *   (a request's `flush`), and while it waits it stops taking socket events, so the transport pauses the
  *   socket: backpressure reaches the server and memory stays bounded by one chunk per request.
- * - The writer coalesces: it takes everything queued since its last write and writes it at once.
+ * - Socket events are handled in arrival order by one reader: directly in the socket's event handler
+ *   while the reader fiber is idle (no scheduling hop on the hot path), by the reader fiber while it has
+ *   work. Handling never throws out of the socket handler: every failure becomes the wire's failure.
+ * - The writer coalesces: bytes queued during one turn of the event loop are written with one socket
+ *   write at the end of that turn (a microtask), so requests from many fibers share a syscall. The
+ *   writer fiber owns the slow path: when the socket's buffer is full it waits for 'drain', and nothing
+ *   is written meanwhile (queued bytes wait in the outbox; producers wait on `whenWritable`).
  * - Asynchronous messages (NoticeResponse, NotificationResponse, ParameterStatus) never reach a request;
  *   they go to their own handlers, which must not block.
+ * - An exclusive request (COPY, replication: `Pending.exclusive`) has the wire to itself from its submission
+ *   until it leaves the FIFO: requests submitted after it keep their FIFO place but their bytes wait
+ *   (in order) until then, because a server in a COPY sub-protocol treats any other message as an error;
+ *   meanwhile `send` carries only the exclusive request's own messages.
  * - On any failure (socket closed, protocol violation) every request in flight and every later one fails
  *   with the same error, and the transport is destroyed; nothing waits forever.
  */
@@ -19,7 +29,7 @@ import { Effect } from "effect"
 import { Framer } from "@pgfx/codec/Frame"
 import { ProtocolError } from "@pgfx/codec/ProtocolError"
 import { ConnectionError } from "./PgError.ts"
-import type { Transport } from "./Transport.ts"
+import type { Transport, TransportEvent } from "./Transport.ts"
 
 export type WireError = ConnectionError | ProtocolError
 
@@ -30,6 +40,8 @@ export interface Pending {
   onFail(error: WireError): void
   /** Called on the request at the head of the FIFO after each socket chunk (streaming requests hand their batch on). */
   afterChunk?(): void
+  /** True for a request that must have the wire to itself until it completes (see the module header). */
+  readonly exclusive?: boolean
 }
 
 export interface AsyncHandlers {
@@ -84,11 +96,18 @@ export class Wire {
   private outbox: Array<Uint8Array> = []
   private outboxBytes = 0
   private writerWaiting: (() => void) | undefined
+  private flushScheduled = false
+  /** A write returned false: the writer fiber waits for 'drain' before anything more is written. */
+  private socketBlocked = false
   /** While > 0 the writer holds queued bytes back (a CancelRequest is in flight: see Cancel.ts). */
   private holds = 0
   /** Requests written to the socket (in order); the tail tells whether a request is the last one on the wire. */
   private written = 0
   private submitted = 0
+  /** The exclusive request in flight, its sequence number, and the requests submitted after it (bytes held). */
+  private exclusiveOwner: Pending | undefined
+  private exclusiveSeq = 0
+  private deferred: Array<{ readonly request: Pending; readonly bytes: Uint8Array | undefined; readonly seq: number }> = []
   /** Effects the reader must run after the current chunk (slow consumers). */
   private flushes: Array<Effect.Effect<void>> = []
   failure: WireError | undefined
@@ -129,15 +148,41 @@ export class Wire {
     }
     this.pending.push(request)
     this.submitted++
-    if (bytes !== undefined && bytes.length > 0) this.enqueue(bytes, this.submitted)
-    else this.written = this.submitted
+    if (this.exclusiveOwner !== undefined) this.deferred.push({ request, bytes, seq: this.submitted })
+    else this.write(request, bytes, this.submitted)
     return this.submitted
+  }
+
+  private write(request: Pending, bytes: Uint8Array | undefined, seq: number): void {
+    if (request.exclusive === true) {
+      this.exclusiveOwner = request
+      this.exclusiveSeq = seq
+    }
+    if (bytes !== undefined && bytes.length > 0) this.enqueue(bytes, seq)
+    else this.written = seq
+  }
+
+  /** The exclusive request whose bytes are on (or queued for) the wire now, if any. */
+  get exclusiveRequest(): Pending | undefined {
+    return this.exclusiveOwner
+  }
+
+  /** The exclusive request left the FIFO: the requests behind it go out, up to the next exclusive one. */
+  private releaseExclusive(): void {
+    this.exclusiveOwner = undefined
+    let i = 0
+    while (i < this.deferred.length && this.exclusiveOwner === undefined) {
+      const d = this.deferred[i++]!
+      this.write(d.request, d.bytes, d.seq)
+    }
+    this.deferred = i === this.deferred.length ? [] : this.deferred.slice(i)
   }
 
   /** Queues bytes that expect no reply of their own (Terminate, CopyData, CopyDone, CopyFail…). */
   send(bytes: Uint8Array): void {
     if (this.failure !== undefined) return
-    this.enqueue(bytes, this.submitted)
+    // While an exclusive request runs, whatever is sent belongs to it (later requests are not written yet).
+    this.enqueue(bytes, this.exclusiveOwner !== undefined ? this.exclusiveSeq : this.submitted)
   }
 
   private seqs: Array<number> = []
@@ -146,10 +191,26 @@ export class Wire {
     this.outbox.push(bytes)
     this.seqs.push(seq)
     this.outboxBytes += bytes.length
-    const w = this.writerWaiting
-    if (w !== undefined && this.holds === 0) {
+    this.scheduleFlush()
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.holds > 0 || this.socketBlocked || this.failure !== undefined) return
+    this.flushScheduled = true
+    queueMicrotask(this.flush)
+  }
+
+  /** Writes everything queued in one call; on a full socket buffer hands over to the writer fiber. */
+  private readonly flush = (): void => {
+    this.flushScheduled = false
+    if (this.failure !== undefined || this.holds > 0 || this.socketBlocked || this.outbox.length === 0) return
+    const bufs = this.takeOutbox()
+    const data = bufs.length === 1 ? bufs[0]! : concat(bufs)
+    if (!this.transport.writeNow(data)) {
+      this.socketBlocked = true
+      const w = this.writerWaiting
       this.writerWaiting = undefined
-      w()
+      w?.()
     }
   }
 
@@ -188,13 +249,7 @@ export class Wire {
 
   release(): void {
     if (this.holds > 0) this.holds--
-    if (this.holds === 0 && this.outbox.length > 0) {
-      const w = this.writerWaiting
-      if (w !== undefined) {
-        this.writerWaiting = undefined
-        w()
-      }
-    }
+    if (this.holds === 0 && this.outbox.length > 0) this.scheduleFlush()
   }
 
   /** Registers an effect for the reader to run once the current chunk is handled (a slow consumer's offer). */
@@ -220,9 +275,14 @@ export class Wire {
     this.outbox = []
     this.seqs = []
     this.outboxBytes = 0
+    this.exclusiveOwner = undefined
+    this.deferred = []
     const w = this.writerWaiting
     this.writerWaiting = undefined
     w?.()
+    const r = this.readerWaiting
+    this.readerWaiting = undefined
+    r?.()
     this.wakeWritable()
     for (const f of this.onFailure) f(error)
     this.transport.destroy()
@@ -265,47 +325,84 @@ export class Wire {
         messageType: String.fromCharCode(type)
       })
     }
-    if (head.onFrame(type, buf, start, end)) this.pending.shift()
+    if (head.onFrame(type, buf, start, end)) {
+      this.pending.shift()
+      if (head === this.exclusiveOwner) this.releaseExclusive()
+    }
   }
 
   onUnsolicitedError: ((buf: Uint8Array, start: number, end: number) => void) | undefined
 
-  /** The reader fiber: socket events → frames → requests. Ends when the wire fails. */
-  readonly readLoop: Effect.Effect<void> = Effect.suspend(() => {
-    const step: Effect.Effect<void> = Effect.flatMap(this.transport.take, (events) => {
-      for (const ev of events) {
-        if (this.failure !== undefined) return Effect.void
-        if (ev._tag === "Data") {
-          try {
-            this.framer.push(ev.chunk, this.onFrame)
-            this.pending.peek()?.afterChunk?.()
-          } catch (e) {
-            this.fail(toWireError(e))
-            return Effect.void
-          }
-        } else if (ev._tag === "End") {
-          this.fail(this.transport.closedError())
-          return Effect.void
-        } else {
-          this.fail(ev.error)
-          return Effect.void
-        }
+  /** Handles one socket event: frames go to their requests. Never throws. */
+  private handleEvent(ev: TransportEvent): void {
+    if (this.failure !== undefined) return
+    if (ev._tag === "Data") {
+      try {
+        this.framer.push(ev.chunk, this.onFrame)
+        this.pending.peek()?.afterChunk?.()
+      } catch (e) {
+        this.fail(toWireError(e))
       }
-      if (this.flushes.length === 0) return step
-      const fs = this.flushes
-      this.flushes = []
-      return Effect.flatMap(Effect.forEach(fs, (f) => f, { discard: true }), () => step)
+    } else if (ev._tag === "End") {
+      this.fail(this.transport.closedError())
+    } else {
+      this.fail(ev.error)
+    }
+  }
+
+  /** True while the reader fiber has work (flushes to run, events queued): events then wait in order. */
+  private readerBusy = true
+  private readerWaiting: (() => void) | undefined
+
+  /**
+   * The fast path, called from the socket's event handler: when the reader fiber is idle, the event is
+   * handled at once (same thread, same order, no scheduling hop). If that leaves flushes to run (a slow
+   * consumer), the reader fiber takes over and later events queue behind it.
+   */
+  private readonly direct = (ev: TransportEvent): boolean => {
+    if (this.readerBusy) return false
+    this.handleEvent(ev)
+    if (this.flushes.length > 0 && this.failure === undefined) {
+      this.readerBusy = true
+      const w = this.readerWaiting
+      this.readerWaiting = undefined
+      w?.()
+    }
+    return true
+  }
+
+  private readonly readerWork: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (this.readerBusy || this.failure !== undefined) return resume(Effect.void)
+    this.readerWaiting = () => resume(Effect.void)
+    return Effect.sync(() => {
+      this.readerWaiting = undefined
     })
-    return step
   })
 
-  private readonly nextBatch: Effect.Effect<Array<Uint8Array> | undefined> = Effect.callback((resume) => {
-    if (this.failure !== undefined) return resume(Effect.succeed(undefined))
-    if (this.outbox.length > 0 && this.holds === 0) return resume(Effect.succeed(this.takeOutbox()))
-    this.writerWaiting = () => resume(Effect.succeed(this.failure !== undefined ? undefined : this.takeOutbox()))
-    return Effect.sync(() => {
-      this.writerWaiting = undefined
+  /**
+   * The reader fiber: runs slow consumers' flushes (backpressure: while it waits, events queue in the
+   * transport, which pauses the socket past its high-water mark), then handles queued events, then
+   * hands the fast path back to the socket handler. Ends when the wire fails.
+   */
+  readonly readLoop: Effect.Effect<void> = Effect.suspend(() => {
+    this.transport.direct = this.direct
+    const drain: Effect.Effect<void> = Effect.suspend(() => {
+      if (this.failure !== undefined) return Effect.void
+      if (this.flushes.length > 0) {
+        const fs = this.flushes
+        this.flushes = []
+        return Effect.flatMap(Effect.forEach(fs, (f) => f, { discard: true }), () => drain)
+      }
+      const events = this.transport.takeNow()
+      if (events.length === 0) {
+        this.readerBusy = false
+        return wait
+      }
+      for (const ev of events) this.handleEvent(ev)
+      return drain
     })
+    const wait: Effect.Effect<void> = Effect.flatMap(this.readerWork, () => drain)
+    return drain
   })
 
   private takeOutbox(): Array<Uint8Array> {
@@ -319,14 +416,26 @@ export class Wire {
     return out
   }
 
-  /** The writer fiber: takes everything queued, writes it in one call, waits for the socket to drain. */
+  /** Completes when the socket reported a full buffer (or the wire failed). */
+  private readonly blocked: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (this.socketBlocked || this.failure !== undefined) return resume(Effect.void)
+    this.writerWaiting = () => resume(Effect.void)
+    return Effect.sync(() => {
+      this.writerWaiting = undefined
+    })
+  })
+
+  /** The writer fiber: waits out full socket buffers ('drain'), then writes what queued meanwhile. */
   readonly writeLoop: Effect.Effect<void> = Effect.suspend(() => {
-    const step: Effect.Effect<void> = Effect.flatMap(this.nextBatch, (bufs) => {
-      if (bufs === undefined) return Effect.void
-      const data = bufs.length === 1 ? bufs[0]! : concat(bufs)
-      return Effect.matchEffect(this.transport.write(data), {
+    const step: Effect.Effect<void> = Effect.flatMap(this.blocked, () => {
+      if (this.failure !== undefined) return Effect.void
+      return Effect.matchEffect(this.transport.drained, {
         onFailure: (e) => Effect.sync(() => this.fail(e)),
-        onSuccess: () => step
+        onSuccess: () => {
+          this.socketBlocked = false
+          this.flush()
+          return step
+        }
       })
     })
     return step

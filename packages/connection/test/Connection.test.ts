@@ -158,6 +158,34 @@ describe("Connection: streaming", () => {
       assert.deepStrictEqual(after.rows, [{ x: 1 }])
     }))
 
+  it.live("a slow consumer pauses the server (backpressure) and memory stays bounded", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      const observer = yield* open(unixConfig())
+      const rssBefore = process.memoryUsage().rss
+      let seen = 0
+      const fiber = yield* Effect.forkChild(
+        conn.stream<{ i: number; pad: string }>("select i, repeat('x', 100) as pad from generate_series(1, 5000000) i").pipe(
+          Stream.runForEach(() =>
+            Effect.suspend(() => (++seen === 1000 ? Effect.sleep(Duration.seconds(30)) : Effect.void))
+          )
+        )
+      )
+      // The backend fills the socket and then waits to write: the server is paused by our reader.
+      let waiting = ""
+      for (let i = 0; i < 100 && waiting !== "ClientWrite"; i++) {
+        yield* Effect.sleep(Duration.millis(50))
+        const r = yield* observer.query<{ w: string | null }>("select wait_event as w from pg_stat_activity where pid = $1", [
+          conn.info.processId
+        ])
+        waiting = r.rows[0]?.w ?? ""
+      }
+      assert.strictEqual(waiting, "ClientWrite")
+      assert.isBelow(seen, 200000, "the consumer saw only a few batches ahead of the pause")
+      assert.isBelow(process.memoryUsage().rss - rssBefore, 100 * 1024 * 1024)
+      yield* Fiber.interrupt(fiber)
+    }))
+
   it.live("a consumer that stops early leaves the connection usable", () =>
     Effect.gen(function*() {
       const conn = yield* open(unixConfig())

@@ -1,0 +1,777 @@
+/**
+ * COPY (54.2.6): `copyFrom` (a Sink of bytes or strings for COPY … FROM STDIN), `copyTo` (a Stream of
+ * CopyData payloads of COPY … TO STDOUT), `copyBoth` (the duplex of streaming replication), and the typed
+ * helpers `copyFromRows` / `copyToRows` over COPY BINARY.
+ *
+ * Invariants:
+ * - A COPY request is exclusive on its wire (see Wire.ts): from its Query until its ReadyForQuery no other
+ *   request's bytes are written, since the server would read them as a broken COPY. Requests made on the
+ *   connection meanwhile wait their turn, and the connection is usable again once the COPY ended, however
+ *   it ended (done, server error, producer failure, interruption).
+ * - Memory is bounded whatever the size of the data. COPY IN: the producer is pulled only while fewer than
+ *   `highWaterMark` bytes wait for the socket (`wire.whenWritable`). COPY OUT / BOTH: CopyData payloads
+ *   (views of the socket's chunks) are handed to the consumer one socket chunk at a time through a bounded
+ *   queue; while it is full the reader waits (`wire.deferFlush`) and the socket is paused. COPY OUT also
+ *   streams CopyData bigger than `pieceThreshold` in pieces as they arrive (Frame.ts `streamFrames`), so a
+ *   huge payload is never joined into one buffer.
+ * - COPY IN copies each input byte once (into a CopyData message, small inputs coalesced up to
+ *   `messageSize`); inputs larger than that are sent as views, in messages of at most `messageSize` bytes.
+ * - Endings of COPY IN: the producer's end sends CopyDone and the sink returns the row count of the
+ *   CommandComplete; a producer failure sends CopyFail with its message and the sink fails with the
+ *   producer's error once the server acknowledged; interruption sends CopyFail; a server error (bad row,
+ *   constraint…) ends the sink with that PgServerError as soon as it arrives: the producer is not pulled
+ *   again.
+ * - Endings of COPY OUT: the stream ends after the last payload (or fails with the server's error); a
+ *   consumer that stops early cancels the COPY on the server (the wire holds later requests until the
+ *   cancel settled, as Connection.ts does for interrupted queries) and the rest is discarded.
+ */
+import { Cause, Effect, Queue, Scope, type Schema, Sink, Stream } from "effect"
+import type * as Arr from "effect/Array"
+import type { Done } from "effect/Cause"
+import * as SchemaRuntime from "effect/Schema"
+import { decodeCopyBothResponse, decodeCopyInResponse, decodeCopyOutResponse, encodeCopyDone, encodeCopyFail } from "@pgfx/codec/Copy"
+import type { FrameStreamHandler } from "@pgfx/codec/Frame"
+import { Reader } from "@pgfx/codec/internal/Reader"
+import { decodeUtf8 } from "@pgfx/codec/internal/utf8"
+import { Writer } from "@pgfx/codec/internal/Writer"
+import { ProtocolError } from "@pgfx/codec/ProtocolError"
+import { sendCancel } from "./Cancel.ts"
+import type { ConnectionApi } from "./Connection.ts"
+import { BinaryRowParser, type BinaryColumn, BINARY_HEADER, encodeBinaryRow, type RowMode, writeBinaryTrailer } from "./CopyBinary.ts"
+import { InvalidRequestError, type PgError, type PgServerError, serverError } from "./PgError.ts"
+import { encodeSimpleQuery, errorFieldsOf, parseCommandTag } from "./Query.ts"
+import type { Pending, WireError } from "./Wire.ts"
+
+export interface CopyFromOptions {
+  /** Producer backpressure: pulls pause while this many bytes wait for the socket. Default 1 MiB. */
+  readonly highWaterMark?: number | undefined
+  /** Largest CopyData message sent. Default 64 KiB. */
+  readonly messageSize?: number | undefined
+}
+
+export interface CopyToOptions {
+  /** Socket chunks' worth of payloads buffered ahead of the consumer. Default 16. */
+  readonly bufferChunks?: number | undefined
+  /** CopyData bodies longer than this are streamed in pieces (never joined). Default 256 KiB. */
+  readonly pieceThreshold?: number | undefined
+}
+
+const DEFAULT_HIGH_WATER_MARK = 1024 * 1024
+const DEFAULT_MESSAGE_SIZE = 64 * 1024
+const DEFAULT_BUFFER_CHUNKS = 16
+const DEFAULT_PIECE_THRESHOLD = 256 * 1024
+
+type Kind = "in" | "out" | "both"
+
+const responseType = { in: 0x47, out: 0x48, both: 0x57 } as const
+const kindName = { in: "COPY … FROM STDIN", out: "COPY … TO STDOUT", both: "a CopyBoth command (START_REPLICATION)" } as const
+
+/** A one-shot result that any number of fibers can wait for. */
+class Signal<A> {
+  private result: Effect.Effect<A, PgError> | undefined
+  private waiters: Array<(e: Effect.Effect<A, PgError>) => void> = []
+  get isDone(): boolean {
+    return this.result !== undefined
+  }
+  complete(result: Effect.Effect<A, PgError>): void {
+    if (this.result !== undefined) return
+    this.result = result
+    const ws = this.waiters
+    this.waiters = []
+    for (const w of ws) w(result)
+  }
+  readonly await: Effect.Effect<A, PgError> = Effect.callback<A, PgError>((resume) => {
+    if (this.result !== undefined) return resume(this.result)
+    const w = (e: Effect.Effect<A, PgError>) => resume(e)
+    this.waiters.push(w)
+    return Effect.sync(() => {
+      const i = this.waiters.indexOf(w)
+      if (i >= 0) this.waiters.splice(i, 1)
+    })
+  })
+}
+
+/** Where a COPY OUT / BOTH request hands its payloads (called in the reader). */
+interface PayloadSink {
+  piece(view: Uint8Array): void
+  /** After each socket chunk and at the end of the data. */
+  flush(): void
+  /** The data ended (server CopyDone, or the request ended): `error` when it ended in failure. */
+  end(error: PgError | undefined): void
+}
+
+/**
+ * The replies to one COPY statement up to its ReadyForQuery. Exclusive on the wire (see Wire.ts).
+ */
+class CopyRequest implements Pending {
+  readonly exclusive = true
+  readonly kind: Kind
+  private readonly sql: string
+  private readonly conn: ConnectionApi
+  /** CopyIn/Out/BothResponse arrived (the server is in the COPY sub-protocol), with its formats. */
+  readonly started = new Signal<{ format: 0 | 1; columnFormats: ReadonlyArray<0 | 1> }>()
+  /** ReadyForQuery (or the wire's failure): the row count of COPY, or the error. */
+  readonly done = new Signal<number | undefined>()
+  private error: PgError | undefined
+  private rowCount: number | undefined
+  /** The server entered a COPY mode other than the one asked for. */
+  private wrongKind: string | undefined
+  private inCopy = false
+  /** The caller is gone: data is discarded (and for COPY IN, a CopyFail ends the COPY). */
+  abandoned = false
+  private abortMessage: string | undefined
+  payloads: PayloadSink | undefined
+  /** COPY OUT: the framer's streaming handler for large CopyData, installed while the copy runs. */
+  streamHandler: FrameStreamHandler | undefined
+
+  constructor(conn: ConnectionApi, sql: string, kind: Kind) {
+    this.conn = conn
+    this.sql = sql
+    this.kind = kind
+  }
+
+  get settled(): boolean {
+    return this.done.isDone
+  }
+
+  private sendCopyFail(message: string): void {
+    const w = this.conn.internal.writer
+    encodeCopyFail(w, { _tag: "CopyFail", message: message.replace(/\u0000/g, "") })
+    this.conn.internal.wire.send(w.take())
+  }
+
+  /** COPY IN: ends the COPY with CopyFail (now, or as soon as the server is in COPY IN mode). */
+  abort(message: string): void {
+    if (this.settled || this.abortMessage !== undefined) return
+    this.abortMessage = message
+    this.abandoned = true
+    if (this.inCopy && this.kind === "in") {
+      this.inCopy = false
+      this.sendCopyFail(message)
+    }
+  }
+
+  /** Marks the end of this side's data (CopyDone sent): later frames no longer count as COPY IN. */
+  finishedSending(): void {
+    if (this.kind === "in") this.inCopy = false
+  }
+
+  private endPayloads(error: PgError | undefined): void {
+    const p = this.payloads
+    this.payloads = undefined
+    if (p !== undefined) {
+      p.flush()
+      p.end(error)
+    }
+    this.restoreFramer()
+  }
+
+  private restoreFramer(): void {
+    const framer = this.conn.internal.wire.framer
+    if (this.streamHandler !== undefined && framer.streamFrames === this.streamHandler) framer.streamFrames = undefined
+  }
+
+  onFrame(type: number, buf: Uint8Array, start: number, end: number): boolean {
+    switch (type) {
+      case 0x64: {
+        // CopyData: a view of the frame (the hot path of COPY OUT and replication)
+        if (!this.inCopy || (this.kind === "in" && this.wrongKind === undefined)) return unexpected(type, "outside COPY OUT")
+        if (!this.abandoned) this.payloads?.piece(buf.subarray(start, end))
+        return false
+      }
+      case 0x47:
+      case 0x48:
+      case 0x57: {
+        const r = new Reader(buf, start, end, String.fromCharCode(type))
+        const response = type === 0x47 ? decodeCopyInResponse(r) : type === 0x48 ? decodeCopyOutResponse(r) : decodeCopyBothResponse(r)
+        this.inCopy = true
+        if (type !== responseType[this.kind]) {
+          this.wrongKind = `the statement started ${type === 0x47 ? "COPY FROM STDIN" : type === 0x48 ? "COPY TO STDOUT" : "CopyBoth"}`
+          // End a COPY nobody will feed; a COPY OUT's data is discarded; CopyBoth is ended with CopyDone.
+          if (type === 0x47) this.sendCopyFail(`expected ${kindName[this.kind]}`)
+          else if (type === 0x57) this.sendCopyDone()
+          this.abandoned = true
+          return false
+        }
+        if (this.kind === "in" && this.abortMessage !== undefined) {
+          this.inCopy = false
+          this.sendCopyFail(this.abortMessage)
+        }
+        if (this.kind === "out" && this.streamHandler !== undefined) this.conn.internal.wire.framer.streamFrames = this.streamHandler
+        this.started.complete(Effect.succeed({ format: response.format, columnFormats: response.columnFormats }))
+        return false
+      }
+      case 0x63: // CopyDone from the server: no more data
+        if (this.kind === "in" && this.wrongKind === undefined) return unexpected(type, "in COPY IN")
+        if (this.kind === "out") this.inCopy = false
+        this.endPayloads(undefined)
+        return false
+      case 0x43: {
+        const tag = decodeUtf8(buf, start, end > start && buf[end - 1] === 0 ? end - 1 : end)
+        const parsed = parseCommandTag(tag)
+        if (parsed.command === "COPY") this.rowCount = parsed.rowCount
+        this.inCopy = false
+        return false
+      }
+      case 0x45:
+        // The first error is the one that explains what happened.
+        if (this.error === undefined) this.error = serverError(errorFieldsOf(buf, start, end), this.sql)
+        this.inCopy = false
+        return false
+      case 0x54: // RowDescription, DataRow: a result set after CopyBoth (timeline history), or not a COPY
+      case 0x44:
+      case 0x49: // EmptyQueryResponse
+        return false
+      case 0x5a: {
+        this.inCopy = false
+        let error = this.error
+        if (error === undefined && this.wrongKind !== undefined) {
+          error = new InvalidRequestError({ reason: "Other", message: `expected ${kindName[this.kind]}, but ${this.wrongKind}` })
+        }
+        if (error === undefined && !this.started.isDone) {
+          error = new InvalidRequestError({ reason: "Other", message: `expected ${kindName[this.kind]}, but the statement did not start a COPY` })
+        }
+        this.endPayloads(error)
+        const result = error !== undefined ? Effect.fail(error) : Effect.succeed(this.rowCount)
+        this.started.complete(error !== undefined ? Effect.fail(error) : Effect.fail(notStarted(this.kind)))
+        this.done.complete(result)
+        return true
+      }
+      default:
+        return unexpected(type, "in COPY")
+    }
+  }
+
+  sendCopyDone(): void {
+    const w = this.conn.internal.writer
+    encodeCopyDone(w, { _tag: "CopyDone" })
+    this.conn.internal.wire.send(w.take())
+  }
+
+  afterChunk(): void {
+    this.payloads?.flush()
+  }
+
+  onFail(error: WireError): void {
+    this.inCopy = false
+    this.endPayloads(error)
+    this.started.complete(Effect.fail(error))
+    this.done.complete(Effect.fail(error))
+  }
+}
+
+const notStarted = (kind: Kind) =>
+  new InvalidRequestError({ reason: "Other", message: `expected ${kindName[kind]}, but the statement did not start a COPY` })
+
+const unexpected = (type: number, where: string): never => {
+  throw new ProtocolError({
+    reason: "UnexpectedMessage",
+    message: `message '${String.fromCharCode(type)}' is not legal ${where}`,
+    messageType: String.fromCharCode(type)
+  })
+}
+
+/** Submits the COPY statement as a simple Query; the request is exclusive on the wire until its ReadyForQuery. */
+const submit = (conn: ConnectionApi, request: CopyRequest, sql: string): void => {
+  const bytes = encodeSimpleQuery(conn.internal.writer, sql)
+  conn.internal.wire.submit(request, bytes)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// COPY IN
+
+/**
+ * Builds CopyData messages for COPY IN: small inputs are copied into the current message, large ones are
+ * sent as views behind their own 5-byte header.
+ */
+export class CopyInWriter {
+  private w: Writer
+  private messageAt = -1
+  private readonly send: (bytes: Uint8Array) => void
+  private readonly messageSize: number
+  private readonly bufferSize: number
+
+  constructor(send: (bytes: Uint8Array) => void, messageSize: number) {
+    this.send = send
+    this.messageSize = messageSize
+    this.bufferSize = Math.max(4 * messageSize, 64 * 1024)
+    this.w = new Writer(this.bufferSize)
+  }
+
+  /** The Writer to write row bytes into the current CopyData message (call `rowWritten` after). */
+  get writer(): Writer {
+    if (this.messageAt < 0) this.messageAt = this.w.begin(0x64)
+    return this.w
+  }
+
+  rowWritten(): void {
+    if (this.w.pos - this.messageAt >= this.messageSize) this.flush()
+  }
+
+  bytes(data: Uint8Array): void {
+    const max = this.messageSize
+    if (data.length < max >>> 2) {
+      this.writer.bytes(data)
+      this.rowWritten()
+      return
+    }
+    // Large: header + view, in messages of at most `messageSize`, with no copy of the data.
+    this.flush()
+    for (let at = 0; at < data.length; at += max) {
+      const piece = data.subarray(at, Math.min(at + max, data.length))
+      this.w.u8(0x64).raw32(piece.length + 4)
+      this.flush()
+      this.send(piece)
+    }
+  }
+
+  string(s: string): void {
+    if (s.length >= this.messageSize >>> 2) {
+      this.bytes(textEncoder.encode(s))
+      return
+    }
+    this.writer.string(s)
+    this.rowWritten()
+  }
+
+  /** Ends the current message and hands everything written so far to the wire. */
+  flush(): void {
+    if (this.messageAt >= 0) {
+      this.w.end(this.messageAt)
+      this.messageAt = -1
+    }
+    if (this.w.length === 0) return
+    this.send(this.w.take())
+    // The Writer keeps absolute offsets when it grows, so give it a fresh buffer before it would have to.
+    if (this.w.buf.length - this.w.pos < 2 * this.messageSize) this.w = new Writer(this.bufferSize)
+  }
+
+  /** Discards a partly written row (an encoder threw). */
+  rewindTo(pos: number): void {
+    this.w.pos = pos
+  }
+}
+
+const textEncoder = new TextEncoder()
+
+/** The producer's error, from a failure cause of the upstream pull (which Sink wraps as a defect). */
+const producerError = (cause: Cause.Cause<unknown>): unknown => {
+  for (const reason of cause.reasons) {
+    if (reason._tag === "Die" && Cause.isDone(reason.defect) && Cause.isCause(reason.defect.value)) {
+      return Cause.squash(reason.defect.value as Cause.Cause<unknown>)
+    }
+  }
+  return Cause.squash(cause)
+}
+
+const describe = (e: unknown): string => {
+  if (e instanceof Error) return e.message || e.name
+  if (typeof e === "object" && e !== null && "message" in e && typeof e.message === "string") return e.message
+  return String(e)
+}
+
+/** Thrown by an input encoder (copyFromRows) for a value it cannot encode: ends the COPY with CopyFail. */
+class EncodeFailure {
+  readonly error: InvalidRequestError
+  constructor(error: InvalidRequestError) {
+    this.error = error
+  }
+}
+
+/**
+ * The COPY IN engine behind `copyFrom` and `copyFromRows`: `write` encodes one pulled batch of inputs
+ * into the CopyInWriter; `begin`/`finish` write what comes before and after the data (COPY BINARY's
+ * header and trailer).
+ */
+const copyInSink = <In>(
+  conn: ConnectionApi,
+  sql: string,
+  write: (out: CopyInWriter, items: Arr.NonEmptyReadonlyArray<In>) => void,
+  options: CopyFromOptions | undefined,
+  begin?: (out: CopyInWriter) => void,
+  finish?: (out: CopyInWriter) => void
+): Sink.Sink<number, In, never, PgError> =>
+  Sink.fromTransform((upstream) =>
+    Effect.suspend(() => {
+      const wire = conn.internal.wire
+      const highWaterMark = options?.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
+      const request = new CopyRequest(conn, sql, "in")
+      const out = new CopyInWriter((bytes) => wire.send(bytes), options?.messageSize ?? DEFAULT_MESSAGE_SIZE)
+      // Waits for room on the wire, or for the server to end the COPY (an error), whichever comes first.
+      const writable = Effect.raceFirst(wire.whenWritable(highWaterMark), Effect.ignore(request.done.await))
+      const encodeFailure = new Signal<never>()
+
+      const pump: Effect.Effect<void, Done<void>> = Effect.flatMap(upstream, (items) => {
+        if (request.settled) return Effect.void
+        try {
+          write(out, items)
+        } catch (e) {
+          encodeFailure.complete(Effect.fail(e instanceof EncodeFailure ? e.error : toInvalid(e)))
+          return Effect.void
+        }
+        if (request.settled) return Effect.void
+        return wire.queuedBytes >= highWaterMark ? Effect.flatMap(writable, () => next) : next
+      })
+      const next: Effect.Effect<void, Done<void>> = Effect.suspend(() => (request.settled ? Effect.void : pump))
+
+      const run = Effect.gen(function*() {
+        submit(conn, request, sql)
+        yield* request.started.await
+        begin?.(out)
+        out.flush()
+        const pumped = yield* Effect.exit(pump)
+        if (pumped._tag === "Failure" && !isDoneCause(pumped.cause)) {
+          // The producer failed: CopyFail with its reason, wait for the server to leave COPY, fail with it.
+          request.abort(describe(producerError(pumped.cause)))
+          yield* Effect.ignore(request.done.await)
+          return yield* Effect.failCause(pumped.cause as Cause.Cause<never>)
+        }
+        if (encodeFailure.isDone) {
+          const error = yield* Effect.flip(encodeFailure.await)
+          request.abort(error.message)
+          yield* Effect.ignore(request.done.await)
+          return yield* Effect.fail(error)
+        }
+        if (!request.settled) {
+          finish?.(out)
+          out.flush()
+          request.finishedSending()
+          request.sendCopyDone()
+        }
+        const count = yield* request.done.await
+        return [count ?? 0] as const
+      })
+      return run.pipe(Effect.onInterrupt(() => Effect.sync(() => request.abort("COPY interrupted by the client"))))
+    })
+  )
+
+const isDoneCause = (cause: Cause.Cause<unknown>): boolean =>
+  cause.reasons.length > 0 && cause.reasons.every((r) => r._tag === "Fail" && Cause.isDone(r.error))
+
+const toInvalid = (e: unknown): InvalidRequestError =>
+  e instanceof InvalidRequestError ? e : new InvalidRequestError({ reason: "ParameterValue", message: describe(e) })
+
+/**
+ * COPY … FROM STDIN as a Sink of byte or string chunks (text, CSV or binary data; strings are sent as
+ * UTF-8). Completes with the number of rows copied.
+ */
+export const copyFrom = (
+  conn: ConnectionApi,
+  sql: string,
+  options?: CopyFromOptions
+): Sink.Sink<number, Uint8Array | string, never, PgError> =>
+  copyInSink<Uint8Array | string>(conn, sql, (out, items) => {
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!
+      if (typeof item === "string") out.string(item)
+      else out.bytes(item)
+    }
+  }, options)
+
+// ---------------------------------------------------------------------------------------------------------
+// COPY OUT / BOTH
+
+type Batch = Arr.NonEmptyReadonlyArray<Uint8Array>
+
+/** Payloads to a bounded queue, one batch per socket chunk; offers that must wait do so in the reader. */
+const queueSink = (
+  conn: ConnectionApi,
+  queue: Queue.Queue<Batch, PgError | Done>,
+  request: CopyRequest
+): PayloadSink => {
+  const wire = conn.internal.wire
+  let batch: Array<Uint8Array> = []
+  /** An offer is waiting in the reader: later batches and the end must queue behind it. */
+  let waiting = 0
+  const settleWaiting = Effect.sync(() => {
+    waiting--
+  })
+  const defer = (effect: Effect.Effect<unknown>) => {
+    waiting++
+    wire.deferFlush(Effect.ensuring(Effect.asVoid(effect), settleWaiting))
+  }
+  return {
+    piece(view) {
+      batch.push(view)
+    },
+    flush() {
+      if (batch.length === 0) return
+      const b = batch as unknown as Batch
+      batch = []
+      if (request.abandoned) return
+      if (waiting > 0 || !Queue.offerUnsafe(queue, b)) defer(Queue.offer(queue, b))
+    },
+    end(error) {
+      if (waiting > 0) defer(error === undefined ? Queue.end(queue) : Queue.fail(queue, error))
+      else if (error === undefined) Queue.endUnsafe(queue)
+      else Queue.failCauseUnsafe(queue, Cause.fail(error))
+    }
+  }
+}
+
+/**
+ * Cancels a COPY OUT the consumer abandoned: later requests are held until the cancel was delivered and
+ * the COPY reached ReadyForQuery, so the cancel cannot hit anything else (see Cancel.ts).
+ */
+const cancelCopy = (conn: ConnectionApi, request: CopyRequest): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    request.abandoned = true
+    // Only a COPY whose Query went out (it is the wire's exclusive request) can be cancelled safely.
+    if (request.settled || conn.internal.wire.exclusiveRequest !== request) return Effect.void
+    const wire = conn.internal.wire
+    wire.hold()
+    return sendCancel(conn.internal.cancelTarget()).pipe(
+      Effect.andThen(Effect.ignore(request.done.await).pipe(Effect.timeout("30 seconds"), Effect.ignore)),
+      Effect.ensuring(Effect.sync(() => wire.release()))
+    )
+  })
+
+/**
+ * COPY … TO STDOUT as a Stream of CopyData payloads (one per row for the server's COPY TO; a payload over
+ * `pieceThreshold` arrives as several consecutive pieces). Payloads are views: they are never written to
+ * again, and a consumer may keep them.
+ */
+export const copyTo = (conn: ConnectionApi, sql: string, options?: CopyToOptions): Stream.Stream<Uint8Array, PgError> =>
+  Stream.unwrap(
+    Effect.gen(function*() {
+      const queue = yield* Queue.bounded<Batch, PgError | Done>(options?.bufferChunks ?? DEFAULT_BUFFER_CHUNKS)
+      const request = new CopyRequest(conn, sql, "out")
+      const payloads = queueSink(conn, queue, request)
+      request.payloads = payloads
+      request.streamHandler = {
+        type: 0x64,
+        threshold: options?.pieceThreshold ?? DEFAULT_PIECE_THRESHOLD,
+        onStart: () => {},
+        onPiece: (buf, start, end) => {
+          if (!request.abandoned) payloads.piece(buf.subarray(start, end))
+        },
+        onEnd: () => {}
+      }
+      yield* Effect.addFinalizer(() =>
+        Effect.andThen(Queue.shutdown(queue), request.settled ? Effect.void : cancelCopy(conn, request))
+      )
+      submit(conn, request, sql)
+      return Stream.fromPull(Effect.succeed(Queue.take(queue))) as Stream.Stream<Uint8Array, PgError>
+    })
+  )
+
+export interface CopyDuplex {
+  /** CopyData payloads from the server, with backpressure; ends when the server sends CopyDone. */
+  readonly messages: Stream.Stream<Uint8Array, PgError>
+  /** Sends one CopyData message (waits while too many bytes wait for the socket). */
+  readonly send: (payload: Uint8Array) => Effect.Effect<void, PgError>
+  /** Sends CopyDone and waits for the command's end (CommandComplete…, ReadyForQuery). */
+  readonly end: Effect.Effect<void, PgError>
+}
+
+/**
+ * A CopyBoth exchange (START_REPLICATION on a replication connection) as a duplex. Each element of
+ * `messages` is exactly one CopyData payload (replication messages are never split). Closing the scope
+ * without `end` sends CopyDone and discards what the server still sends.
+ */
+export const copyBoth = (
+  conn: ConnectionApi,
+  sql: string,
+  options?: CopyToOptions & CopyFromOptions
+): Effect.Effect<CopyDuplex, PgError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const wire = conn.internal.wire
+    const queue = yield* Queue.bounded<Batch, PgError | Done>(options?.bufferChunks ?? DEFAULT_BUFFER_CHUNKS)
+    const request = new CopyRequest(conn, sql, "both")
+    request.payloads = queueSink(conn, queue, request)
+    const highWaterMark = options?.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
+    let doneSent = false
+    const sendDone = () => {
+      if (doneSent || request.settled) return
+      doneSent = true
+      request.sendCopyDone()
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.andThen(
+        Queue.shutdown(queue),
+        Effect.sync(() => {
+          if (request.settled) return
+          request.abandoned = true
+          sendDone()
+        })
+      )
+    )
+    submit(conn, request, sql)
+    yield* request.started.await
+    const header = new Uint8Array(5)
+    const send = (payload: Uint8Array): Effect.Effect<void, PgError> =>
+      Effect.suspend(() => {
+        if (request.settled) return request.done.await.pipe(Effect.andThen(Effect.fail(copyEnded())))
+        if (doneSent) return Effect.fail(copyEnded())
+        const h = header.slice()
+        const len = payload.length + 4
+        h[0] = 0x64
+        h[1] = len >>> 24
+        h[2] = (len >>> 16) & 0xff
+        h[3] = (len >>> 8) & 0xff
+        h[4] = len & 0xff
+        wire.send(h)
+        if (payload.length > 0) wire.send(payload)
+        return wire.queuedBytes >= highWaterMark ? wire.whenWritable(highWaterMark) : Effect.void
+      })
+    const end = Effect.suspend(() => {
+      sendDone()
+      return Effect.asVoid(request.done.await)
+    })
+    const messages = Stream.fromPull(Effect.succeed(Queue.take(queue))) as Stream.Stream<Uint8Array, PgError>
+    return { messages, send, end } satisfies CopyDuplex
+  })
+
+const copyEnded = () => new InvalidRequestError({ reason: "Other", message: "the CopyBoth exchange has ended" })
+
+// ---------------------------------------------------------------------------------------------------------
+// Typed rows over COPY BINARY
+
+/** A table name: one identifier, or [schema, table]. */
+export type TableName = string | readonly [schema: string, table: string]
+
+/** Quotes an identifier for SQL ("a""b"). */
+export const quoteIdentifier = (name: string): string => `"${name.replace(/"/g, "\"\"")}"`
+
+const tableSql = (table: TableName): string =>
+  typeof table === "string" ? quoteIdentifier(table) : `${quoteIdentifier(table[0])}.${quoteIdentifier(table[1])}`
+
+const binaryColumn = (conn: ConnectionApi, name: string, typeOid: number): Effect.Effect<BinaryColumn, InvalidRequestError> => {
+  const registry = conn.registry
+  if (!registry.hasBinary(typeOid)) {
+    return Effect.fail(
+      new InvalidRequestError({
+        reason: "UnsupportedType",
+        message: `column ${name} has type ${registry.get(typeOid).name} (oid ${typeOid}), which has no binary codec here`
+      })
+    )
+  }
+  return Effect.succeed({ name, typeOid, codec: registry.get(typeOid) })
+}
+
+/**
+ * COPY BINARY into `table (columns)` as a Sink of rows (arrays in column order, or objects keyed by column
+ * name), each value encoded by the binary codec of its column's type (looked up in the catalog first).
+ * With `schema`, rows are first encoded by it (its Encoded side is the row). Completes with the row count.
+ */
+export const copyFromRows = <A = Record<string, unknown> | ReadonlyArray<unknown>>(
+  conn: ConnectionApi,
+  table: TableName,
+  columns: ReadonlyArray<string>,
+  schema?: Schema.Codec<A, unknown>,
+  options?: CopyFromOptions
+): Sink.Sink<number, A, never, PgError> =>
+  Sink.unwrap(
+    Effect.gen(function*() {
+      if (columns.length === 0) return yield* Effect.fail(new InvalidRequestError({ reason: "Other", message: "copyFromRows needs at least one column" }))
+      const relation = tableSql(table)
+      const { rows } = yield* conn.query<{ name: string; oid: number }>(
+        "SELECT a.attname::text AS name, a.atttypid AS oid FROM pg_catalog.pg_attribute a " +
+          "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+        [relation]
+      )
+      const types = new Map(rows.map((r) => [r.name, r.oid]))
+      const binaryColumns: Array<BinaryColumn> = []
+      for (const name of columns) {
+        const oid = types.get(name)
+        if (oid === undefined) {
+          return yield* Effect.fail(new InvalidRequestError({ reason: "Other", message: `table ${relation} has no column ${quoteIdentifier(name)}` }))
+        }
+        binaryColumns.push(yield* binaryColumn(conn, name, oid))
+      }
+      const encode = schema === undefined ? undefined : SchemaRuntime.encodeSync(schema as Schema.Codec<A, unknown>)
+      const sql = `COPY ${relation} (${columns.map(quoteIdentifier).join(", ")}) FROM STDIN (FORMAT binary)`
+      return copyInSink<A>(
+        conn,
+        sql,
+        (out, items) => {
+          for (let i = 0; i < items.length; i++) {
+            const w = out.writer
+            const at = w.pos
+            try {
+              encodeBinaryRow(w, binaryColumns, encode === undefined ? items[i] : encode(items[i]!))
+            } catch (e) {
+              out.rewindTo(at)
+              throw new EncodeFailure(
+                new InvalidRequestError({ reason: "ParameterValue", message: `row cannot be encoded for COPY: ${describe(e)}` })
+              )
+            }
+            out.rowWritten()
+          }
+        },
+        options,
+        (out) => {
+          out.writer.bytes(BINARY_HEADER)
+        },
+        (out) => {
+          writeBinaryTrailer(out.writer)
+        }
+      )
+    })
+  )
+
+export interface CopyToRowsOptions extends CopyToOptions {
+  /** For a table: the columns to read (default: all, as `SELECT *` lists them). */
+  readonly columns?: ReadonlyArray<string> | undefined
+  /** "object" (default) or "array". */
+  readonly rowMode?: RowMode | undefined
+}
+
+const bareName = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/
+
+/**
+ * Rows of a table (a bare or schema-qualified name, or [schema, table]) or of a query, read with COPY
+ * BINARY and decoded by the binary codecs of the result's column types.
+ */
+export const copyToRows = <A = Record<string, unknown>>(
+  conn: ConnectionApi,
+  sqlOrTable: string | readonly [schema: string, table: string],
+  options?: CopyToRowsOptions
+): Stream.Stream<A, PgError> =>
+  Stream.unwrap(
+    Effect.gen(function*() {
+      const isTable = typeof sqlOrTable !== "string" || bareName.test(sqlOrTable)
+      const relation = typeof sqlOrTable !== "string"
+        ? tableSql(sqlOrTable)
+        : isTable
+        ? sqlOrTable.split(".").map(quoteIdentifier).join(".")
+        : undefined
+      const select = relation !== undefined
+        ? `SELECT ${options?.columns === undefined ? "*" : options.columns.map(quoteIdentifier).join(", ")} FROM ${relation}`
+        : (sqlOrTable as string)
+      const statement = yield* conn.prepare(select)
+      const fields = statement.fields ?? []
+      if (fields.length === 0) {
+        return yield* Effect.fail(new InvalidRequestError({ reason: "Other", message: "copyToRows: the query returns no columns" }))
+      }
+      const columns = yield* Effect.forEach(fields, (f) => binaryColumn(conn, f.name, f.typeOid))
+      const parser = new BinaryRowParser(columns, options?.rowMode ?? "object")
+      const bytes = copyTo(conn, `COPY (${select}) TO STDOUT (FORMAT binary)`, options)
+      return Stream.transformPull(bytes, (pull) =>
+        Effect.succeed(
+          Effect.suspend(function loop(): Effect.Effect<Arr.NonEmptyReadonlyArray<A>, PgError | Done<void>> {
+            return Effect.flatMap(
+              Effect.catchCause(pull, (cause) => {
+                // At the end of the data, the parser must have seen the trailer.
+                if (isDoneCause(cause)) {
+                  const ended = Effect.try({ try: () => parser.end(), catch: (e) => e as ProtocolError })
+                  return Effect.andThen(ended, Effect.failCause(cause))
+                }
+                return Effect.failCause(cause)
+              }),
+              (pieces) => {
+                const rows: Array<unknown> = []
+                try {
+                  for (let i = 0; i < pieces.length; i++) parser.push(pieces[i]!, rows)
+                } catch (e) {
+                  return Effect.fail(e instanceof ProtocolError ? e : toInvalid(e))
+                }
+                return rows.length > 0 ? Effect.succeed(rows as unknown as Arr.NonEmptyReadonlyArray<A>) : loop()
+              }
+            )
+          })
+        )) as Stream.Stream<A, PgError>
+    })
+  )
+
+export type { PgServerError }
