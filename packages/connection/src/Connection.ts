@@ -19,7 +19,7 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type * as Tls from "node:tls"
-import { Context, Duration, Effect, Exit, Layer, PubSub, Queue, Redacted, Scope, Stream } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Queue, Redacted, Scope, Stream } from "effect"
 import type * as Config from "effect/Config"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { decodeBackend } from "@pgfx/codec/BackendMessage"
@@ -30,6 +30,8 @@ import { ProtocolError } from "@pgfx/codec/ProtocolError"
 import type { FieldDescription } from "@pgfx/codec/Query"
 import { TypeRegistry } from "@pgfx/codec/TypeRegistry"
 import { sendCancel } from "./Cancel.ts"
+import * as Notifications from "./Notifications.ts"
+import type { AsyncMessageOverflowError } from "./Notifications.ts"
 import { type HandshakeError, negotiateTls, type SessionInfo, startup } from "./Handshake.ts"
 import { type PgConfig, type PgConfigError, type PgConfigInput, resolve as resolveConfig } from "./PgConfig.ts"
 import {
@@ -131,9 +133,13 @@ export interface ConnectionApi {
   /** Prepares (or finds in the cache) a named statement; returns its parameter types and fields. */
   readonly prepare: (sql: string) => Effect.Effect<PreparedStatement, PgError>
   /** Asynchronous server messages. */
-  readonly notices: Stream.Stream<ErrorFields>
-  readonly parameterChanges: Stream.Stream<{ readonly name: string; readonly value: string }>
-  readonly notifications: Stream.Stream<Notification>
+  /**
+   * Asynchronous server messages from the moment a stream starts, each buffered up to 1024 for a slow
+   * consumer, then the oldest dropped (see Notifications.ts for other bounds, failing instead, and `listen`).
+   */
+  readonly notices: Stream.Stream<ErrorFields, AsyncMessageOverflowError>
+  readonly parameterChanges: Stream.Stream<{ readonly name: string; readonly value: string }, AsyncMessageOverflowError>
+  readonly notifications: Stream.Stream<Notification, AsyncMessageOverflowError>
   /** Sends a CancelRequest for whatever the session is running now (prefer interrupting the query's fiber). */
   readonly cancel: Effect.Effect<void>
   /** The transaction status of the last ReadyForQuery: "I" idle, "T" in a transaction, "E" failed transaction. */
@@ -361,9 +367,6 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
   const statements = new StatementCache(config.statementCacheSize)
   const preparing = new Map<string, Effect.Effect<PreparedStatement, PgError>>()
   const parameters = session.parameters
-  const notices = yield* PubSub.sliding<ErrorFields>(1024)
-  const parameterChanges = yield* PubSub.sliding<{ name: string; value: string }>(1024)
-  const notifications = yield* PubSub.sliding<Notification>(4096)
   const notificationListeners = new Set<(n: Notification) => void>()
   const noticeListeners = new Set<(fields: ErrorFields) => void>()
   const parameterListeners = new Set<(change: { readonly name: string; readonly value: string }) => void>()
@@ -372,20 +375,17 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
   const wire: Wire = new Wire(transport, framer, {
     onNotice: (buf, start, end) => {
       const m = decodeBackend(0x4e, buf, start, end) as { fields: ErrorFields }
-      PubSub.publishUnsafe(notices, m.fields)
       for (const f of noticeListeners) f(m.fields)
     },
     onNotification: (buf, start, end) => {
       const m = decodeBackend(0x41, buf, start, end) as unknown as Notification
       const n: Notification = { processId: m.processId, channel: m.channel, payload: m.payload }
-      PubSub.publishUnsafe(notifications, n)
       for (const f of notificationListeners) f(n)
     },
     onParameterStatus: (buf, start, end) => {
       const m = decodeBackend(0x53, buf, start, end) as { name: string; value: string }
       parameters.set(m.name, m.value)
       const change = { name: m.name, value: m.value }
-      PubSub.publishUnsafe(parameterChanges, change)
       for (const f of parameterListeners) f(change)
     }
   })
@@ -789,9 +789,9 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
     stream,
     pipeline,
     prepare,
-    notices: Stream.fromPubSub(notices),
-    parameterChanges: Stream.fromPubSub(parameterChanges),
-    notifications: Stream.fromPubSub(notifications),
+    notices: Stream.suspend(() => Notifications.notices(api)),
+    parameterChanges: Stream.suspend(() => Notifications.parameterChanges(api)),
+    notifications: Stream.suspend(() => Notifications.allNotifications(api)),
     cancel: sendCancel(cancelTarget()),
     transactionStatus: () => (wire.transactionStatus === 0x54 ? "T" : wire.transactionStatus === 0x45 ? "E" : "I"),
     closed: closedSignal,

@@ -330,7 +330,7 @@ export const listenReconnecting = <E>(
 export class AsyncMessageOverflowError extends Schema.TaggedError<AsyncMessageOverflowError>()(
   "AsyncMessageOverflowError",
   {
-    kind: Schema.Literals(["NoticeResponse", "ParameterStatus"]),
+    kind: Schema.Literals(["NoticeResponse", "ParameterStatus", "NotificationResponse"]),
     limit: Schema.Number,
     message: Schema.String
   }
@@ -400,6 +400,16 @@ export const notices = (
   options?: AsyncStreamOptions
 ): Stream.Stream<ErrorFields, AsyncMessageOverflowError> =>
   asyncStream(conn, "NoticeResponse", conn.internal.addNoticeListener, options)
+
+/**
+ * Every NotificationResponse `conn` receives, whatever the channel (LISTEN is up to the caller; prefer
+ * `listen`, which also manages LISTEN/UNLISTEN and fails instead of dropping).
+ */
+export const allNotifications = (
+  conn: ConnectionApi,
+  options?: AsyncStreamOptions
+): Stream.Stream<Notification, AsyncMessageOverflowError> =>
+  asyncStream(conn, "NotificationResponse", conn.internal.addNotificationListener, options)
 
 /** ParameterStatus changes of `conn` (SET application_name, TimeZone…) from the moment the stream starts. */
 export const parameterChanges = (

@@ -302,24 +302,23 @@ export const make = (
 
     /** Borrows a session into `lease` (the borrower's scope), retrying past unusable sessions, within the acquire timeout. */
     const borrow = (lease: Scope.Scope, pin: boolean): Effect.Effect<PooledConnection, PgError> => {
+      // The try is uninterruptible except while it waits (restore), so a lease is either handed over or released.
+      const once = Effect.flatMap(Scope.fork(lease), (scope) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.onExit(restore(attempt(scope, pin)), (exit) =>
+            exit._tag === "Success" && typeof exit.value !== "string" ? Effect.void : Scope.close(scope, Exit.void))
+        ))
       const loop = (retries: number): Effect.Effect<PooledConnection, PgError> =>
-        Effect.flatMap(Scope.fork(lease), (scope) =>
-          Effect.uninterruptibleMask((restore) =>
-            Effect.flatMap(
-              Effect.onExit(restore(attempt(scope, pin)), (exit) =>
-                exit._tag === "Success" && typeof exit.value !== "string" ? Effect.void : Scope.close(scope, Exit.void)),
-              (r) => {
-                if (typeof r !== "string") return Effect.succeed(r)
-                if (r === "busy") return Effect.andThen(Effect.yieldNow, loop(retries))
-                if (retries <= 0) {
-                  return Effect.fail(
-                    new ConnectionError({ reason: "Unusable", message: "no usable session: every one tried was closed or expired" })
-                  )
-                }
-                return loop(retries - 1)
-              }
+        Effect.flatMap(once, (r) => {
+          if (typeof r !== "string") return Effect.succeed(r)
+          if (r === "busy") return Effect.andThen(Effect.yieldNow, loop(retries))
+          if (retries <= 0) {
+            return Effect.fail(
+              new ConnectionError({ reason: "Unusable", message: "no usable session: every one tried was closed or expired" })
             )
-          ))
+          }
+          return loop(retries - 1)
+        })
       return Effect.timeoutOrElse(loop(max + 1), {
         duration: Duration.millis(acquireTimeoutMs),
         orElse: () =>

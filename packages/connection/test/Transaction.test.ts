@@ -241,6 +241,25 @@ describe("Transaction: on a pool", () => {
     }))
 })
 
+describe("Transaction: through the PgPool service", () => {
+  it.live("Pool.withTransaction uses the service's pool, and withConnection inside a transaction is the same session", () =>
+    Effect.gen(function*() {
+      const pool = yield* Pool.PgPool
+      const t = yield* freshTable(pool)
+      const [a, b, status] = yield* Pool.withTransaction(
+        Effect.gen(function*() {
+          yield* pool.query(`insert into ${t} values (1, 'svc')`)
+          const a = (yield* pool.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid
+          return yield* pool.withConnection((conn) => Effect.succeed([a, conn.info.processId, conn.transactionStatus()] as const))
+        }),
+        { isolationLevel: "repeatable read" }
+      )
+      assert.strictEqual(a, b)
+      assert.strictEqual(status, "T")
+      assert.deepStrictEqual(yield* idsIn(pool, t), [1])
+    }).pipe(Effect.provide(Pool.layer(unixConfig(), { max: 2 }))))
+})
+
 describe("Transaction: retryable failures", () => {
   /**
    * Two SERIALIZABLE transactions with write skew, forced into the conflicting order with latches on the
