@@ -659,20 +659,23 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
       }))
   }
 
+  /** A client span per statement, with OpenTelemetry's database attributes (never parameters). */
+  const traced = <A, E>(name: string, sql: string) => (effect: Effect.Effect<A, E>) =>
+    Effect.withSpan(effect, name, {
+      attributes: {
+        "db.system.name": "postgresql",
+        "db.system": "postgresql",
+        "db.namespace": config.database,
+        "db.query.text": sql,
+        "server.address": endpoint.host,
+        "server.port": endpoint.port
+      },
+      kind: "client",
+      captureStackTrace: false
+    })
+
   const query = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: QueryOptions) =>
-    withTimeout(runQuery<A>(sql, params, options), options).pipe(
-      Effect.withSpan("pgfx.query", {
-        attributes: {
-          "db.system.name": "postgresql",
-          "db.system": "postgresql",
-          "db.namespace": config.database,
-          "db.query.text": sql,
-          "server.address": endpoint.host,
-          "server.port": endpoint.port
-        },
-        kind: "client"
-      }, { captureStackTrace: false })
-    )
+    withTimeout(runQuery<A>(sql, params, options), options).pipe(traced("pgfx.query", sql))
 
   const simple = (sql: string, options?: QueryOptions) =>
     withTimeout(
@@ -682,18 +685,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
         return { request: new QueryRequest(contextFor(options?.rowMode), sql, resume), bytes }
       }),
       options
-    ).pipe(
-      Effect.map((r) => r as ReadonlyArray<QueryResult>),
-      Effect.withSpan("pgfx.simple", {
-        attributes: {
-          "db.system.name": "postgresql",
-          "db.namespace": config.database,
-          "db.query.text": sql,
-          "server.address": endpoint.host
-        },
-        kind: "client"
-      }, { captureStackTrace: false })
-    )
+    ).pipe(Effect.map((r) => r as ReadonlyArray<QueryResult>), traced("pgfx.simple", sql))
 
   const stream = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: StreamOptions): Stream.Stream<A, PgError> =>
     Stream.unwrap(

@@ -99,16 +99,17 @@ export class BinaryRowParser {
   push(piece: Uint8Array, out: Array<unknown>): void {
     let from = 0
     // Complete a carried unit first, appending only what it needs (up to its next length field until its size is known).
-    while (this.carryLength > 0 && from < piece.length) {
+    while (this.carryLength > 0) {
       const size = this.pendingSize(this.carry, 0, this.carryLength)
-      const want = Math.abs(size) - this.carryLength
-      const take = Math.min(want, piece.length - from)
-      this.append(piece, from, from + take)
-      from += take
-      if (size > 0 && take === want) {
+      if (size === this.carryLength) {
         this.parse(this.carry, 0, this.carryLength, out)
         this.carryLength = 0
+        break
       }
+      if (from === piece.length) return
+      const take = Math.min(Math.abs(size) - this.carryLength, piece.length - from)
+      this.append(piece, from, from + take)
+      from += take
     }
     if (from === piece.length) return
     const used = this.parse(piece, from, piece.length, out)

@@ -142,38 +142,11 @@ export class Transport {
     }
   }
 
+  /** Writes, then waits for 'drain' if the socket's buffer is full. */
   write(data: Uint8Array): Effect.Effect<void, ConnectionError> {
-    return Effect.callback<void, ConnectionError>((resume) => {
-      if (this.ended || this.socket.destroyed) {
-        resume(Effect.fail(this.closedError()))
-        return
-      }
-      let flushed: boolean
-      try {
-        flushed = this.socket.write(data)
-      } catch (err) {
-        resume(Effect.fail(this.closedError(err)))
-        return
-      }
-      if (flushed) {
-        resume(Effect.void)
-        return
-      }
-      const onDrain = () => {
-        cleanup()
-        resume(Effect.void)
-      }
-      const onClose = () => {
-        cleanup()
-        resume(Effect.fail(this.closedError()))
-      }
-      const cleanup = () => {
-        this.socket.off("drain", onDrain)
-        this.socket.off("close", onClose)
-      }
-      this.socket.on("drain", onDrain)
-      this.socket.on("close", onClose)
-      return Effect.sync(cleanup)
+    return Effect.suspend(() => {
+      if (this.ended || this.socket.destroyed) return Effect.fail(this.closedError())
+      return this.writeNow(data) ? Effect.void : this.drained
     })
   }
 

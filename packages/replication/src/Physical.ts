@@ -57,7 +57,7 @@ export interface PhysicalOptions {
   readonly bufferChunks?: number | undefined
   readonly hotStandbyFeedback?: (() => StandbyFeedback | undefined) | undefined
   /** Called when streaming moves to the next timeline (before the first chunk of the new one). */
-  readonly onTimelineSwitch?: ((from: number, next: TimelineSwitch) => Effect.Effect<void>) | undefined
+  readonly onTimelineSwitch?: ((from: number, next: TimelineSwitch) => Effect.Effect<void, PgError>) | undefined
 }
 
 export interface PhysicalReplication {

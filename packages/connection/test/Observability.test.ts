@@ -1,0 +1,54 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Tracer } from "effect"
+import * as Connection from "../src/Connection.ts"
+import { tcpConfig } from "./helpers.ts"
+
+/** A tracer that keeps every span it creates, to inspect names and attributes. */
+const recordingTracer = () => {
+  const spans: Array<Tracer.NativeSpan> = []
+  const tracer = Tracer.make({
+    span(options) {
+      const span = new Tracer.NativeSpan(options)
+      spans.push(span)
+      return span
+    }
+  })
+  return { tracer, spans }
+}
+
+describe("Connection: observability", () => {
+  it.live("a client span per query with OpenTelemetry database attributes, and never the password", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const config = tcpConfig("scram")
+      yield* Effect.gen(function*() {
+        const conn = yield* Connection.make(config)
+        yield* conn.query("select $1::text as secret_param", ["parameter-value"])
+        yield* conn.simple("select 1")
+      }).pipe(Effect.withTracer(tracer))
+      const query = spans.find((s) => s.name === "pgfx.query")
+      const simple = spans.find((s) => s.name === "pgfx.simple")
+      assert.isDefined(query)
+      assert.isDefined(simple)
+      assert.strictEqual(query!.kind, "client")
+      const attrs = Object.fromEntries(query!.attributes)
+      assert.strictEqual(attrs["db.system.name"], "postgresql")
+      assert.strictEqual(attrs["db.namespace"], config.database)
+      assert.strictEqual(attrs["db.query.text"], "select $1::text as secret_param")
+      assert.strictEqual(attrs["server.address"], "127.0.0.1")
+      assert.strictEqual(attrs["server.port"], config.port)
+      const everything = JSON.stringify(spans.map((s) => Object.fromEntries(s.attributes)))
+      assert.notInclude(everything, String(config.password))
+      assert.notInclude(everything, "parameter-value", "parameters are never put on spans")
+    }))
+
+  it.live("connection errors never carry the password", () =>
+    Effect.gen(function*() {
+      const config = tcpConfig("scram", { password: "Sup3r-Secret-Pw" })
+      const err = yield* Effect.flip(Connection.make(config))
+      const rendered = JSON.stringify(err) + String(err) + (err as Error).stack
+      assert.notInclude(rendered, "Sup3r-Secret-Pw")
+      const unreachable = yield* Effect.flip(Connection.make({ ...config, port: 1 }))
+      assert.notInclude(JSON.stringify(unreachable) + String(unreachable), "Sup3r-Secret-Pw")
+    }))
+})
