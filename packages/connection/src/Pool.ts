@@ -28,6 +28,7 @@
  *   with `resetSession` the DISCARD ALL equivalent minus DEALLOCATE ALL (the connection's statement cache
  *   stays valid): CLOSE ALL, SET SESSION AUTHORIZATION DEFAULT, RESET ALL, UNLISTEN *, advisory unlock all,
  *   DISCARD PLANS/TEMP/SEQUENCES. A session whose cleanup fails is discarded.
+ * - Borrowing from a closed pool fails with ConnectionError("Unusable").
  * - Idle sessions beyond `min` close after `idleTimeout`; any session closes after `maxLifetime` (minus up
  *   to 10% jitter, so sessions opened together do not all reconnect at once), at its next idle moment.
  */
@@ -251,6 +252,16 @@ export const make = (
 
     type Attempt = PooledConnection | "retry" | "busy"
 
+    const closedError = () => new ConnectionError({ reason: "Unusable", message: "the pool is closed" })
+
+    // Effect's Pool interrupts borrowers once it shuts down; a borrower of a closed pool gets an error instead.
+    const getSession: Effect.Effect<PooledConnection, PgError, Scope.Scope> = Effect.suspend(() =>
+      pool.state.isShuttingDown
+        ? Effect.fail(closedError())
+        : Effect.catchCause(Pool.get(pool), (cause) =>
+          pool.state.isShuttingDown && Cause.hasInterruptsOnly(cause) ? Effect.fail(closedError()) : Effect.failCause(cause))
+    )
+
     /**
      * One try at a session, leased into `scope` (a child of the borrower's lease scope, closed here when
      * the try fails). The borrower is counted on the session in the same step as the last check, and
@@ -258,7 +269,7 @@ export const make = (
      */
     const attempt = (scope: Scope.Closeable, pin: boolean): Effect.Effect<Attempt, PgError> =>
       Effect.gen(function*() {
-        const m = yield* Scope.provide(Pool.get(pool), scope)
+        const m = yield* Scope.provide(getSession, scope)
         const mine = { pinned: false, counted: false }
         yield* Scope.addFinalizer(
           scope,

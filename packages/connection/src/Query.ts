@@ -410,3 +410,78 @@ export const encodeExecute = (w: Writer, maxRows: number): void => {
   w.i32(maxRows)
   w.end(at)
 }
+
+/**
+ * One step of a cursor: Execute(maxRows) + Flush on the unnamed portal. Completes at PortalSuspended
+ * (more rows remain), CommandComplete (done) or ErrorResponse (the server then skips to the next Sync,
+ * which the cursor sends).
+ */
+export class CursorStep implements Pending {
+  rows: Array<unknown> = []
+  done = false
+  abandoned = false
+  private readonly decoder: RowDecoderLike | undefined
+  private readonly sql: string
+  private resume: Resume<CursorStep> | undefined
+
+  constructor(decoder: RowDecoderLike | undefined, sql: string, resume: Resume<CursorStep>) {
+    this.decoder = decoder
+    this.sql = sql
+    this.resume = resume
+  }
+
+  private finish(effect: Effect.Effect<CursorStep, PgError>): boolean {
+    const resume = this.resume
+    this.resume = undefined
+    resume?.(effect)
+    return true
+  }
+
+  onFrame(type: number, buf: Uint8Array, start: number, end: number): boolean {
+    switch (type) {
+      case 0x31: // ParseComplete
+      case 0x32: // BindComplete
+      case 0x33: // CloseComplete
+        return false
+      case 0x44:
+        if (this.decoder === undefined) return unexpected(type, "from a statement that returns no rows")
+        if (!this.abandoned) this.rows.push(this.decoder.decode(buf, start, end))
+        return false
+      case 0x73: // PortalSuspended
+        return this.finish(Effect.succeed(this))
+      case 0x43: // CommandComplete
+      case 0x49: // EmptyQueryResponse
+        this.done = true
+        return this.finish(Effect.succeed(this))
+      case 0x45:
+        return this.finish(Effect.fail(serverError(errorFieldsOf(buf, start, end), this.sql)))
+      default:
+        return unexpected(type, "in a cursor step")
+    }
+  }
+
+  onFail(error: WireError): void {
+    this.finish(Effect.fail(error))
+  }
+}
+
+/** A Sync on its own: ends the implicit transaction of a cursor (closing its portal); completes at ReadyForQuery. */
+export class SyncRequest implements Pending {
+  abandoned = false
+  private resume: Resume<void> | undefined
+  constructor(resume: Resume<void>) {
+    this.resume = resume
+  }
+  onFrame(type: number): boolean {
+    if (type !== 0x5a) return unexpected(type, "in reply to Sync")
+    const resume = this.resume
+    this.resume = undefined
+    resume?.(Effect.void)
+    return true
+  }
+  onFail(error: WireError): void {
+    const resume = this.resume
+    this.resume = undefined
+    resume?.(Effect.fail(error))
+  }
+}

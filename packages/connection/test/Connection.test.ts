@@ -199,6 +199,44 @@ describe("Connection: streaming", () => {
     }))
 })
 
+describe("Connection: cursors (portal row limits)", () => {
+  it.live("fetches in batches with PortalSuspended and returns every row in order", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      const rows = yield* conn.cursor<{ i: number }>("select i from generate_series(1, $1::int) i", [10_000], { batchSize: 333 })
+        .pipe(Stream.runCollect)
+      assert.strictEqual(rows.length, 10_000)
+      assert.isTrue(rows.every((r, k) => r.i === k + 1))
+    }))
+
+  it.live("rows are fetched only as the consumer pulls; other requests wait and then run", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      yield* conn.simple("create temp table fetched(n int)")
+      // A volatile function records each row the server actually produced.
+      yield* conn.simple(
+        "create function pg_temp.note(i int) returns int language plpgsql as $$ begin insert into fetched values (i); return i; end $$"
+      )
+      const first = yield* conn.cursor<{ i: number }>("select pg_temp.note(i) as i from generate_series(1, 100000) i", [], {
+        batchSize: 50
+      }).pipe(Stream.take(120), Stream.runCollect)
+      assert.strictEqual(first.length, 120)
+      const produced = yield* conn.query<{ n: number }>("select count(*)::int as n from fetched")
+      assert.strictEqual(produced.rows[0]!.n, 150, "three batches of 50, not 100,000 rows")
+    }))
+
+  it.live("an error inside a cursor fails the stream and leaves the connection usable", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      const err = yield* Effect.flip(
+        conn.cursor("select 10 / (5 - i) as x from generate_series(1, 10) i", [], { batchSize: 2 }).pipe(Stream.runCollect)
+      )
+      assert.strictEqual(err._tag, "PgServerError")
+      const ok = yield* conn.query("select 9 as nine")
+      assert.deepStrictEqual(ok.rows, [{ nine: 9 }])
+    }))
+})
+
 describe("Connection: cancellation", () => {
   it.live("interrupting a running query cancels it on the server within 1 s", () =>
     Effect.gen(function*() {

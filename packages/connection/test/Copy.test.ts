@@ -219,7 +219,7 @@ describe("typed rows over COPY BINARY", () => {
       const viaCopy = Array.from(yield* Stream.runCollect(copyToRows(conn, "typed")))
       assert.deepStrictEqual(viaCopy, viaSelect as Array<unknown>)
       assert.deepStrictEqual(viaCopy[0], { ...rows[0] as object })
-      const arrays = Array.from(yield* Stream.runCollect(copyToRows(conn, "select id, name from typed where id > 1 order by id", { rowMode: "array" })))
+      const arrays = Array.from(yield* Stream.runCollect(copyToRows<ReadonlyArray<unknown>>(conn, "select id, name from typed where id > 1 order by id", { rowMode: "array" })))
       assert.deepStrictEqual(arrays, [[2n, null], [3n, "array row"]])
     }))
 

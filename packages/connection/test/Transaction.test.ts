@@ -257,7 +257,15 @@ describe("Transaction: through the PgPool service", () => {
       assert.strictEqual(a, b)
       assert.strictEqual(status, "T")
       assert.deepStrictEqual(yield* idsIn(pool, t), [1])
-    }).pipe(Effect.provide(Pool.layer(unixConfig(), { max: 2 }))))
+    }).pipe(Effect.scoped, Effect.provide(Pool.layer(unixConfig(), { max: 2 }))))
+
+  it.live("borrowing from a closed pool fails with ConnectionError", () =>
+    Effect.gen(function*() {
+      const pool = yield* Effect.scoped(Pool.make(unixConfig(), { max: 1 }))
+      const err = yield* Effect.flip(pool.query("select 1"))
+      assert.strictEqual(err._tag, "ConnectionError")
+      if (err._tag === "ConnectionError") assert.strictEqual(err.reason, "Unusable")
+    }))
 })
 
 describe("Transaction: retryable failures", () => {

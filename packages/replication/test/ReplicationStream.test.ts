@@ -1,0 +1,133 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit } from "effect"
+import * as Connection from "@pgfx/connection/Connection"
+import * as Commands from "../src/Commands.ts"
+import * as Lsn from "../src/Lsn.ts"
+import { type ReplicationMessage, startReplication, type XLogData } from "../src/ReplicationStream.ts"
+import { configFor, eventually, privateServer, uniqueSlot, unixConfig } from "./helpers.ts"
+
+const text = (m: XLogData) => Buffer.from(m.data).toString("utf8")
+
+/** Pulls messages until `until` holds for one of them; returns everything pulled. */
+const pullUntil = (
+  pull: Effect.Effect<ReadonlyArray<ReplicationMessage>, unknown>,
+  until: (m: ReplicationMessage) => boolean
+) =>
+  Effect.gen(function*() {
+    const out: Array<ReplicationMessage> = []
+    while (true) {
+      const batch = yield* pull
+      for (const m of batch) out.push(m._tag === "XLogData" ? { ...m, data: m.data.slice() } : m)
+      if (batch.some(until)) return out
+    }
+  }).pipe(Effect.timeout("30 seconds"))
+
+const slotState = (sql: Connection.ConnectionApi, slot: string) =>
+  Effect.map(
+    sql.query<{ c: string | null }>("select confirmed_flush_lsn::text as c from pg_replication_slots where slot_name = $1", [slot]),
+    (r) => Lsn.fromStringUnsafe(r.rows[0]!.c ?? "0/0")
+  )
+
+describe("ReplicationStream: acknowledgements (logical, test_decoding, PostgreSQL 18)", () => {
+  it.live("reports only acknowledged positions while a transaction is unacknowledged; advances an idle slot on keepalives", () =>
+    Effect.gen(function*() {
+      const repl = yield* Connection.make(unixConfig(18, { replication: "database" }))
+      const sql = yield* Connection.make(unixConfig(18))
+      const table = `pgfx_ack_${process.pid}`
+      yield* sql.simple(`create table if not exists ${table}(id int)`)
+      const slot = uniqueSlot("pgfx_ack")
+      const created = yield* Commands.createReplicationSlot(repl, slot, Commands.logical("test_decoding"), { snapshot: "nothing" })
+      const stream = yield* startReplication(
+        repl,
+        Commands.startLogicalCommand({ slot, startLsn: created.consistentPoint!, pluginOptions: { "skip-empty-xacts": "1" } }),
+        {
+          mode: "logical",
+          statusInterval: "100 millis",
+          idleAfter: (m) => text(m).startsWith("COMMIT")
+        }
+      )
+      // A transaction arrives: BEGIN, the insert, COMMIT (walStart of COMMIT = the transaction's end LSN).
+      yield* sql.query(`insert into ${table} values (1)`)
+      const first = yield* pullUntil(stream.pull, (m) => m._tag === "XLogData" && text(m).startsWith("COMMIT"))
+      const xlog = first.filter((m): m is XLogData => m._tag === "XLogData")
+      assert.deepStrictEqual(xlog.map((m) => text(m).split(" ")[0]), ["BEGIN", "table", "COMMIT"])
+      const commitEnd = xlog[2]!.walStart as Lsn.Lsn
+
+      // Not acknowledged: WAL that decodes to nothing (skipped empty transactions) brings keepalives,
+      // but the slot must not move past the unacknowledged transaction.
+      for (let i = 0; i < 5; i++) yield* sql.simple("create temp table if not exists pgfx_tmp(x int); insert into pgfx_tmp values (1)")
+      yield* pullUntil(stream.pull, (m) => m._tag === "PrimaryKeepalive" && m.walEnd > commitEnd)
+      yield* Effect.sleep("300 millis")
+      assert.isTrue((yield* slotState(sql, slot)) < commitEnd, "the slot stayed before the unacknowledged commit")
+      assert.strictEqual(stream.positions().confirmed, created.consistentPoint!)
+
+      // Acknowledged: the slot reaches the commit…
+      yield* stream.ack(commitEnd)
+      assert.isTrue(yield* eventually(Effect.map(slotState(sql, slot), (l) => l >= commitEnd)))
+      // …and, now idle, follows the keepalives past it although nothing more was acknowledged.
+      for (let i = 0; i < 5; i++) yield* sql.simple("create temp table if not exists pgfx_tmp(x int); insert into pgfx_tmp values (1)")
+      const keepalive = yield* pullUntil(stream.pull, (m) => m._tag === "PrimaryKeepalive" && m.walEnd > commitEnd)
+      const walEnd = keepalive.filter((m) => m._tag === "PrimaryKeepalive").at(-1)!.walEnd as Lsn.Lsn
+      assert.isTrue(yield* eventually(Effect.map(slotState(sql, slot), (l) => l > commitEnd && l <= walEnd)))
+      assert.strictEqual(stream.positions().acked, commitEnd)
+
+      const outcome = yield* stream.end
+      assert.strictEqual(outcome.nextTimeline, undefined)
+      yield* Commands.dropReplicationSlot(repl, slot)
+      yield* sql.simple(`drop table ${table}`)
+    }), { timeout: 60_000 })
+})
+
+describe("ReplicationStream: keepalives and backpressure (private PostgreSQL 18)", () => {
+  it.live("answers keepalives that ask for a reply at once, so wal_sender_timeout is never hit", () =>
+    Effect.gen(function*() {
+      const server = yield* privateServer(18)
+      const config = configFor(server.info)
+      // A 1 s timeout: the server asks for a reply after 0.5 s of silence and gives up after 1 s.
+      const repl = yield* Connection.make({ ...config, replication: "true", options: "-c wal_sender_timeout=1000" })
+      const id = yield* Commands.identifySystem(repl)
+      const stream = yield* startReplication(repl, Commands.startPhysicalCommand({ startLsn: id.xlogPos }), {
+        statusInterval: 0 // no periodic updates: only the replies keep the session alive
+      })
+      const seen = yield* pullUntil(stream.pull, (m) => m._tag === "PrimaryKeepalive" && m.replyRequested)
+      assert.isTrue(seen.some((m) => m._tag === "PrimaryKeepalive" && m.replyRequested))
+      yield* Effect.sleep("3 seconds")
+      assert.isTrue(repl.isOpen())
+      const sql = yield* Connection.make(config)
+      const stat = yield* sql.query<{ n: string }>("select count(*)::text as n from pg_stat_replication where reply_time > now() - interval '1 second'")
+      assert.strictEqual(stat.rows[0]!.n, "1")
+      yield* stream.end
+      assert.strictEqual((yield* Commands.identifySystem(repl)).timeline, 1)
+    }), { timeout: 60_000 })
+
+  it.live("a slow consumer pauses the socket: the reader stays within a bounded distance of the consumer", () =>
+    Effect.gen(function*() {
+      const server = yield* privateServer(18, { wal_keep_size: "1GB" })
+      const config = configFor(server.info)
+      const sql = yield* Connection.make(config)
+      const repl = yield* Connection.make({ ...config, replication: "true" })
+      const start = (yield* Commands.identifySystem(repl)).xlogPos
+      // About 100 MB of WAL waiting to be streamed.
+      yield* sql.simple("create table big(v text); insert into big select repeat(md5(g::text), 30) from generate_series(1, 100000) g")
+      const available = (yield* Commands.identifySystem(repl)).xlogPos
+      assert.isTrue(Lsn.diff(available, start) > 64n * 1024n * 1024n)
+      const stream = yield* startReplication(repl, Commands.startPhysicalCommand({ startLsn: Lsn.segmentFloor(start) }), {
+        bufferChunks: 1
+      })
+      let consumed = Lsn.zero
+      let maxLead = 0n
+      for (let i = 0; i < 20; i++) {
+        const batch = yield* stream.pull
+        for (const m of batch) if (m._tag === "XLogData") consumed = Lsn.add(m.walStart, m.data.length)
+        yield* Effect.sleep("50 millis")
+        const lead = Lsn.diff(stream.positions().received, consumed)
+        if (lead > maxLead) maxLead = lead
+      }
+      // What was read ahead is bounded by a queued chunk or two, not by the WAL available.
+      assert.isTrue(maxLead < 16n * 1024n * 1024n, `read ahead ${maxLead} bytes`)
+      assert.isTrue(Lsn.diff(available, consumed) > 32n * 1024n * 1024n, "the consumer is far behind the server")
+      const outcome = yield* Effect.exit(stream.end)
+      assert.isTrue(Exit.isSuccess(outcome))
+      assert.strictEqual((yield* Commands.identifySystem(repl)).timeline, 1)
+    }), { timeout: 120_000 })
+})
