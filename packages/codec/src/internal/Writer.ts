@@ -36,6 +36,14 @@ export class Writer {
    */
   ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return
+    if (this.pos === this.start) {
+      // Nothing pending: no position to preserve, start over in a buffer sized for this message.
+      let size = this.initialSize
+      while (size < n) size *= 2
+      this.buf = new Uint8Array(size)
+      this.start = this.pos = 0
+      return
+    }
     let size = Math.max(this.buf.length, 4096)
     while (size < this.pos + n) size *= 2
     const next = new Uint8Array(size)
@@ -47,8 +55,8 @@ export class Writer {
   take(): Uint8Array {
     const out = this.buf.subarray(this.start, this.pos)
     this.start = this.pos
-    // Once most of the buffer is handed out, start a fresh one instead of growing it.
-    if (this.buf.length - this.pos < 256) {
+    // Start a fresh buffer once most of this one is handed out, or after a large message grew it.
+    if (this.buf.length - this.pos < 256 || this.buf.length > 4 * this.initialSize) {
       this.buf = new Uint8Array(this.initialSize)
       this.start = this.pos = 0
     }
