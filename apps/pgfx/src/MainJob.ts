@@ -18,7 +18,7 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { Duration, Effect, Fiber, Option, Scope, Stream } from "effect"
+import { Duration, Effect, Fiber, Option, Schedule, type Scope, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
 import { copyTo } from "@pgfx/connection/Copy"
@@ -525,7 +525,7 @@ const snapshotHandoff = (base: PgConfigInput, agg: Aggregate, stats: Stats, snap
 /** The slot may still be active for a moment while its walsender exits: retry briefly. */
 const dropSlot = (admin: Connection.ConnectionApi) =>
   admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", [SLOT]).pipe(
-    Effect.retry({ times: 50, while: (e) => e._tag === "PgServerError" && e.code === "55006", schedule: undefined as never }),
+    Effect.retry({ times: 50, while: (e) => e._tag === "PgServerError" && e.code === "55006", schedule: Schedule.spaced("100 millis") }),
     Effect.asVoid
   )
 

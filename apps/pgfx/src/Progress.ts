@@ -60,7 +60,10 @@ export class ProgressBar {
   bytes = 0
   totalBytes: number | undefined
 
-  constructor(readonly options: ProgressOptions = {}) {
+  readonly options: ProgressOptions
+
+  constructor(options: ProgressOptions = {}) {
+    this.options = options
     this.stream = options.stream ?? process.stderr
     this.enabled = options.quiet !== true && this.stream.isTTY === true
     this.intervalMs = options.intervalMs ?? 100

@@ -50,11 +50,10 @@ import {
   EXECUTE_SYNC,
   encodeExecute,
   makeDecoder,
-  CursorStep,
+  CursorRequest,
   PrepareRequest,
   QueryRequest,
   type RowDecoderLike,
-  SyncRequest,
   type QueryResult,
   type RequestContext,
   type Row,
@@ -64,7 +63,7 @@ import {
 } from "./Query.ts"
 import { type PreparedStatement, StatementCache } from "./StatementCache.ts"
 import { connect, type Endpoint, Transport } from "./Transport.ts"
-import { type Pending, Wire, type WireError } from "./Wire.ts"
+import { Wire, type WireError } from "./Wire.ts"
 
 export interface Notification {
   readonly processId: number
@@ -135,8 +134,8 @@ export interface ConnectionApi {
   ) => Effect.Effect<ReadonlyArray<ReadonlyArray<PipelineOutcome>>, PgError>
   /**
    * A cursor: rows fetched `batchSize` at a time (Execute with a row limit, PortalSuspended), each batch
-   * only when the consumer pulls. While it is open the cursor owns the connection: other requests wait
-   * (a request written between two of its Executes would run inside its portal's transaction).
+   * only when the consumer pulls. While it is open the cursor has the wire to itself (an exclusive
+   * request): later requests wait, since one written between two of its Executes would end its portal.
    */
   readonly cursor: <A = Row>(
     sql: string,
@@ -462,45 +461,10 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
    */
   let inFlight = 0
   const slotWaiters: Array<() => void> = []
-  /** A cursor owns the connection: no other request may be written between its Execute messages. */
-  let exclusive = false
-  const exclusiveWaiters: Array<() => void> = []
   const releaseSlot = () => {
-    if (exclusiveWaiters.length === 0) {
-      const next = slotWaiters.shift()
-      if (next !== undefined) return next() // the slot passes on; inFlight unchanged
-    }
-    inFlight--
-    if (inFlight === 0 && exclusiveWaiters.length > 0) {
-      exclusive = true
-      exclusiveWaiters.shift()!()
-    }
-  }
-  const canStart = () => !exclusive && exclusiveWaiters.length === 0 && inFlight < config.pipelineDepth
-  /** Waits until nothing is in flight, then keeps every other request waiting until released. */
-  const acquireExclusive = Effect.callback<void>((resume) => {
-    if (!exclusive && inFlight === 0) {
-      exclusive = true
-      return resume(Effect.void)
-    }
-    const grant = () => resume(Effect.void)
-    exclusiveWaiters.push(grant)
-    return Effect.sync(() => {
-      const i = exclusiveWaiters.indexOf(grant)
-      if (i >= 0) exclusiveWaiters.splice(i, 1)
-      else if (exclusive) releaseExclusive()
-    })
-  })
-  const releaseExclusive = () => {
-    exclusive = false
-    if (exclusiveWaiters.length > 0) {
-      exclusive = true
-      return exclusiveWaiters.shift()!()
-    }
-    while (slotWaiters.length > 0 && inFlight < config.pipelineDepth) {
-      inFlight++
-      slotWaiters.shift()!()
-    }
+    const next = slotWaiters.shift()
+    if (next !== undefined) next() // the slot passes on; inFlight unchanged
+    else inFlight--
   }
 
   /**
@@ -541,7 +505,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
         }
         seq = wire.submit(built.request, built.bytes)
       }
-      if (canStart()) {
+      if (inFlight < config.pipelineDepth) {
         inFlight++
         start()
       } else slotWaiters.push(start)
@@ -810,12 +774,6 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
       )
     })
 
-  const submitNow = <A>(build: (resume: (effect: Effect.Effect<A, PgError>) => void) => { request: Pending; bytes: Uint8Array }) =>
-    Effect.callback<A, PgError>((resume) => {
-      const { bytes, request } = build(resume)
-      wire.submit(request, bytes)
-    })
-
   const cursor = <A = Row>(
     sql: string,
     params: ReadonlyArray<unknown> = [],
@@ -823,35 +781,20 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
   ): Stream.Stream<A, PgError> =>
     Stream.unwrap(
       Effect.gen(function*() {
-        const batchSize = Math.max(1, options?.batchSize ?? 1000)
         const statement = yield* prepare(sql)
         const decoder = presetFor(statement, options?.rowMode).decoder as RowDecoderLike | undefined
-        yield* Effect.acquireRelease(acquireExclusive, () => Effect.sync(releaseExclusive))
-        // Runs before the exclusivity is released (finalizers run in reverse order): closes the portal.
-        yield* Effect.addFinalizer(() =>
-          Effect.ignore(submitNow<void>((resume) => {
-            encodeFrontend(writer, { _tag: "Sync" })
-            return { request: new SyncRequest(resume), bytes: writer.take() }
-          }))
-        )
+        const request = new CursorRequest(contextFor(options?.rowMode), decoder, sql, Math.max(1, options?.batchSize ?? 1000))
+        writePendingCloses(writer, statements.toClose)
+        encodeBind(writer, registry, "", statement.name, statement.parameterTypes, params, statement.resultFormats)
+        request.writeFetch()
+        wire.submit(request, writer.take())
+        yield* Effect.addFinalizer(() => Effect.sync(() => request.close()))
         let first = true
-        let done = false
-        const step = submitNow<CursorStep>((resume) => {
-          if (first) {
-            writePendingCloses(writer, statements.toClose)
-            encodeBind(writer, registry, "", statement.name, statement.parameterTypes, params, statement.resultFormats)
-            first = false
-          }
-          encodeExecute(writer, batchSize)
-          encodeFrontend(writer, { _tag: "Flush" })
-          return { request: new CursorStep(decoder, sql, resume), bytes: writer.take() }
-        })
         const pull: Effect.Effect<ReadonlyArray<A>, PgError | Cause.Done> = Effect.suspend(() => {
-          if (done) return Cause.done()
-          return Effect.flatMap(step, (s) => {
-            if (s.done) done = true
-            return s.rows.length > 0 ? Effect.succeed(s.rows as Array<A>) : pull
-          })
+          const fetch = request.fetch(first)
+          first = false
+          return Effect.flatMap(fetch, (rows) =>
+            rows === undefined ? Cause.done() : rows.length > 0 ? Effect.succeed(rows as Array<A>) : pull)
         })
         return Stream.fromPull(Effect.succeed(pull as any)) as Stream.Stream<A, PgError>
       })

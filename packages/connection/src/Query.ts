@@ -14,7 +14,7 @@ import { Effect } from "effect"
 import { decodeBackend } from "@pgfx/codec/BackendMessage"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { encodeCopyFail } from "@pgfx/codec/Copy"
-import { encodeClose, encodeDescribe, encodeParse, encodeSync } from "@pgfx/codec/Extended"
+import { encodeClose, encodeDescribe, encodeFlush, encodeParse, encodeSync } from "@pgfx/codec/Extended"
 import { ProtocolError } from "@pgfx/codec/ProtocolError"
 import { decodeRowDescription, encodeQuery, type FieldDescription } from "@pgfx/codec/Query"
 import { Reader } from "@pgfx/codec/internal/Reader"
@@ -412,29 +412,67 @@ export const encodeExecute = (w: Writer, maxRows: number): void => {
 }
 
 /**
- * One step of a cursor: Execute(maxRows) + Flush on the unnamed portal. Completes at PortalSuspended
- * (more rows remain), CommandComplete (done) or ErrorResponse (the server then skips to the next Sync,
- * which the cursor sends).
+ * A cursor: one exclusive request (see Wire.ts) from its Bind to the ReadyForQuery after its Sync, so no
+ * other request's message can land between its Executes. Each `fetch` sends Execute(batchSize) + Flush
+ * and completes at PortalSuspended (more rows remain) or CommandComplete (done, then Sync); an error
+ * makes the server skip to the Sync, which is sent at once. `close` sends the Sync early (the consumer
+ * stopped): rows still arriving are dropped, and the request leaves the FIFO at ReadyForQuery.
  */
-export class CursorStep implements Pending {
-  rows: Array<unknown> = []
-  done = false
+export class CursorRequest implements Pending {
+  readonly exclusive = true
   abandoned = false
+  private rows: Array<unknown> = []
+  private done = false
+  private synced = false
+  private error: PgError | undefined
+  private waiting: Resume<ReadonlyArray<unknown> | undefined> | undefined
+  private readonly ctx: RequestContext
   private readonly decoder: RowDecoderLike | undefined
   private readonly sql: string
-  private resume: Resume<CursorStep> | undefined
+  private readonly batchSize: number
 
-  constructor(decoder: RowDecoderLike | undefined, sql: string, resume: Resume<CursorStep>) {
+  constructor(ctx: RequestContext, decoder: RowDecoderLike | undefined, sql: string, batchSize: number) {
+    this.ctx = ctx
     this.decoder = decoder
     this.sql = sql
-    this.resume = resume
+    this.batchSize = batchSize
   }
 
-  private finish(effect: Effect.Effect<CursorStep, PgError>): boolean {
-    const resume = this.resume
-    this.resume = undefined
-    resume?.(effect)
-    return true
+  /** The bytes after Bind for one batch. */
+  writeFetch(): void {
+    encodeExecute(this.ctx.writer, this.batchSize)
+    encodeFlush(this.ctx.writer, { _tag: "Flush" })
+  }
+
+  private sync(): void {
+    if (this.synced) return
+    this.synced = true
+    encodeSync(this.ctx.writer, { _tag: "Sync" })
+    this.ctx.wire.send(this.ctx.writer.take())
+  }
+
+  /** Next batch (undefined once the cursor is exhausted). The first batch's Execute went with the Bind. */
+  fetch(first: boolean): Effect.Effect<ReadonlyArray<unknown> | undefined, PgError> {
+    return Effect.callback((resume) => {
+      if (this.error !== undefined) return resume(Effect.fail(this.error))
+      if (this.done) return resume(Effect.succeed(undefined))
+      this.waiting = resume
+      if (!first) {
+        this.writeFetch()
+        this.ctx.wire.send(this.ctx.writer.take())
+      }
+    })
+  }
+
+  close(): void {
+    this.abandoned = true
+    this.sync()
+  }
+
+  private deliver(effect: Effect.Effect<ReadonlyArray<unknown> | undefined, PgError>): void {
+    const w = this.waiting
+    this.waiting = undefined
+    w?.(effect)
   }
 
   onFrame(type: number, buf: Uint8Array, start: number, end: number): boolean {
@@ -447,41 +485,40 @@ export class CursorStep implements Pending {
         if (this.decoder === undefined) return unexpected(type, "from a statement that returns no rows")
         if (!this.abandoned) this.rows.push(this.decoder.decode(buf, start, end))
         return false
-      case 0x73: // PortalSuspended
-        return this.finish(Effect.succeed(this))
+      case 0x73: {
+        // PortalSuspended: a batch is complete
+        const rows = this.rows
+        this.rows = []
+        this.deliver(Effect.succeed(rows))
+        return false
+      }
       case 0x43: // CommandComplete
-      case 0x49: // EmptyQueryResponse
+      case 0x49: {
+        // EmptyQueryResponse
         this.done = true
-        return this.finish(Effect.succeed(this))
+        const rows = this.rows
+        this.rows = []
+        this.sync()
+        this.deliver(Effect.succeed(rows.length > 0 ? rows : undefined))
+        return false
+      }
       case 0x45:
-        return this.finish(Effect.fail(serverError(errorFieldsOf(buf, start, end), this.sql)))
+        this.error = serverError(errorFieldsOf(buf, start, end), this.sql)
+        this.sync()
+        this.deliver(Effect.fail(this.error))
+        return false
+      case 0x5a:
+        if (!this.synced) return unexpected(type, "in a cursor before its Sync")
+        this.done = true
+        this.deliver(this.error !== undefined ? Effect.fail(this.error) : Effect.succeed(undefined))
+        return true
       default:
-        return unexpected(type, "in a cursor step")
+        return unexpected(type, "in a cursor")
     }
   }
 
   onFail(error: WireError): void {
-    this.finish(Effect.fail(error))
-  }
-}
-
-/** A Sync on its own: ends the implicit transaction of a cursor (closing its portal); completes at ReadyForQuery. */
-export class SyncRequest implements Pending {
-  abandoned = false
-  private resume: Resume<void> | undefined
-  constructor(resume: Resume<void>) {
-    this.resume = resume
-  }
-  onFrame(type: number): boolean {
-    if (type !== 0x5a) return unexpected(type, "in reply to Sync")
-    const resume = this.resume
-    this.resume = undefined
-    resume?.(Effect.void)
-    return true
-  }
-  onFail(error: WireError): void {
-    const resume = this.resume
-    this.resume = undefined
-    resume?.(Effect.fail(error))
+    this.error = error
+    this.deliver(Effect.fail(error))
   }
 }

@@ -12,7 +12,7 @@
  * - The summary line (rows, bytes, time) goes to stderr unless `--quiet`; data goes only to the output.
  */
 import * as Fs from "node:fs"
-import { Effect, Option, Sink, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
 import { copyFrom, copyTo } from "@pgfx/connection/Copy"
