@@ -20,6 +20,8 @@ export interface Output {
   /** Bytes written so far (including buffered). */
   readonly bytes: () => number
   readonly write: (chunk: Uint8Array | string) => Effect.Effect<void, CliFailure>
+  /** Writes out everything buffered (e.g. before a checkpoint records it as done). */
+  readonly flush: Effect.Effect<void, CliFailure>
   /** Flushes and, for a file, renames the partial file into place. */
   readonly finish: Effect.Effect<void, CliFailure>
 }
@@ -124,6 +126,7 @@ export const openOutput = (
           pendingBytes += buf.length
           return pendingBytes >= limit ? flush : Effect.void
         }),
+      flush,
       finish: Effect.gen(function*() {
         yield* flush
         if (partial !== undefined) {

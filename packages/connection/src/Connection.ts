@@ -32,7 +32,7 @@ import { TypeRegistry } from "@pgfx/codec/TypeRegistry"
 import { sendCancel } from "./Cancel.ts"
 import * as Notifications from "./Notifications.ts"
 import type { AsyncMessageOverflowError } from "./Notifications.ts"
-import { type HandshakeError, negotiateTls, type SessionInfo, startup } from "./Handshake.ts"
+import { type HandshakeError, MAX_REPORTED_PARAMETERS, negotiateTls, type SessionInfo, startup } from "./Handshake.ts"
 import { type PgConfig, type PgConfigError, type PgConfigInput, resolve as resolveConfig } from "./PgConfig.ts"
 import {
   AuthenticationError,
@@ -81,7 +81,8 @@ export interface QueryOptions {
 }
 
 export interface StreamOptions extends QueryOptions {
-  /** Batches (of at most one socket chunk's rows each) buffered ahead of a slow consumer. Default 4. */
+  /** Batches (of at most one socket chunk's rows each) buffered ahead of the consumer. Default 1: rows that wait
+   * die old (promoted by the GC), so deeper buffers cost memory and time; raise it for bursty consumers. */
   readonly bufferBatches?: number | undefined
 }
 
@@ -396,6 +397,14 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
     },
     onParameterStatus: (buf, start, end) => {
       const m = decodeBackend(0x53, buf, start, end) as { name: string; value: string }
+      if (parameters.size >= MAX_REPORTED_PARAMETERS && !parameters.has(m.name)) {
+        // Only GUC_REPORT settings are reported: a server inventing names without end is hostile.
+        throw new ProtocolError({
+          reason: "LengthOutOfRange",
+          message: `the server reported more than ${MAX_REPORTED_PARAMETERS} distinct parameters`,
+          messageType: "S"
+        })
+      }
       parameters.set(m.name, m.value)
       const change = { name: m.name, value: m.value }
       for (const f of parameterListeners) f(change)
@@ -533,22 +542,24 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
           cancelsInFlight--
           wire.release()
         })
-        return sendCancel(cancelTarget()).pipe(
-          Effect.andThen(
-            Effect.forkIn(
-              requestDone.pipe(Effect.timeout(Duration.seconds(30)), Effect.ignore, Effect.ensuring(release)),
-              scope
-            )
+        // The cancel runs in the background, so the interrupted fiber (a statement timeout) returns at
+        // once even when the server or the network does not answer the cancel socket promptly.
+        return Effect.asVoid(Effect.forkIn(
+          sendCancel(cancelTarget()).pipe(
+            Effect.andThen(requestDone.pipe(Effect.timeout(Duration.seconds(30)), Effect.ignore)),
+            Effect.ensuring(release)
           ),
-          Effect.onInterrupt(() => release),
-          Effect.asVoid
-        )
+          scope
+        ))
       })
     })
 
   const withTimeout = <A>(effect: Effect.Effect<A, PgError>, options: QueryOptions | undefined) => {
-    if (options?.timeout === undefined) return effect
-    const d = Duration.fromInputUnsafe(options.timeout)
+    // The per-call timeout, else the configured statement_timeout: a client-side deadline that holds
+    // even when the server stops answering.
+    const timeout = options?.timeout ?? config.statementTimeout
+    if (timeout === undefined) return effect
+    const d = Duration.fromInputUnsafe(timeout)
     return Effect.timeoutOrElse(effect, {
       duration: d,
       orElse: () =>
@@ -702,7 +713,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
   const stream = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: StreamOptions): Stream.Stream<A, PgError> =>
     Stream.unwrap(
       Effect.gen(function*() {
-        const queue = yield* Queue.bounded<ReadonlyArray<A>, PgError | import("effect/Cause").Done>(options?.bufferBatches ?? 4)
+        const queue = yield* Queue.bounded<ReadonlyArray<A>, PgError | import("effect/Cause").Done>(options?.bufferBatches ?? 1)
         let batch: Array<A> = []
         let ended = false
         const sink: RowSink = {

@@ -59,6 +59,12 @@ export interface SessionInfo {
 
 type Item = BackendMessage | { readonly _tag: "Byte"; readonly byte: number }
 
+/** Distinct ParameterStatus names a session may report (PostgreSQL 18 reports about 20); more is a ProtocolError. */
+export const MAX_REPORTED_PARAMETERS = 1024
+
+/** NoticeResponses kept from the startup phase; later ones are dropped. */
+export const MAX_STARTUP_NOTICES = 64
+
 /** Pulls decoded startup-phase messages off the transport, one at a time. */
 class StartupReader {
   private readonly items: Array<Item> = []
@@ -398,10 +404,20 @@ export const startup = (
           )
         }
         case "NoticeResponse":
-          notices.push(m.fields)
+          // Kept up to a bound: a server flooding notices during startup cannot grow memory.
+          if (notices.length < MAX_STARTUP_NOTICES) notices.push(m.fields)
           break
         case "ParameterStatus":
           if (!authenticated) return yield* Effect.fail(unexpected(m, "authentication"))
+          if (params.size >= MAX_REPORTED_PARAMETERS && !params.has(m.name)) {
+            return yield* Effect.fail(
+              new ProtocolError({
+                reason: "LengthOutOfRange",
+                message: `the server reported more than ${MAX_REPORTED_PARAMETERS} distinct parameters`,
+                messageType: "S"
+              })
+            )
+          }
           params.set(m.name, m.value)
           break
         case "BackendKeyData":

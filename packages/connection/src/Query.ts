@@ -82,6 +82,14 @@ export const parseCommandTag = (tag: string): { command: string; rowCount: numbe
   return { command: tag, rowCount: undefined }
 }
 
+/** CommandComplete's tag: one C string filling the body exactly (no terminator is a ProtocolError). */
+export const commandTagOf = (buf: Uint8Array, start: number, end: number): string => {
+  if (end <= start || buf[end - 1] !== 0) {
+    throw new ProtocolError({ reason: "UnterminatedString", message: "CommandComplete tag has no terminator", messageType: "C" })
+  }
+  return decodeUtf8(buf, start, end - 1)
+}
+
 const unexpected = (type: number, where: string): never => {
   throw new ProtocolError({
     reason: "UnexpectedMessage",
@@ -171,8 +179,7 @@ export class QueryRequest implements Pending {
       }
       case 0x43: {
         // CommandComplete
-        const tag = decodeUtf8(buf, start, end > start && buf[end - 1] === 0 ? end - 1 : end)
-        const { command, rowCount } = parseCommandTag(tag)
+        const { command, rowCount } = parseCommandTag(commandTagOf(buf, start, end))
         this.inCopyOut = false
         this.endResult(command, rowCount)
         return false

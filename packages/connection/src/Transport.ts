@@ -134,6 +134,16 @@ export class Transport {
     return out
   }
 
+  /** Takes the oldest waiting event, if any; resumes a paused socket once the inbox has drained below half. */
+  takeOne(): TransportEvent | undefined {
+    const ev = this.inbox.shift()
+    if (this.paused && this.inbox.length < HIGH_WATER_CHUNKS / 2) {
+      this.paused = false
+      this.socket.resume()
+    }
+    return ev
+  }
+
   /** Pauses reading without taking events (used while the consumer is slow). */
   pause(): void {
     if (!this.paused) {

@@ -393,12 +393,14 @@ export class Wire {
         this.flushes = []
         return Effect.flatMap(Effect.forEach(fs, (f) => f, { discard: true }), () => drain)
       }
-      const events = this.transport.takeNow()
-      if (events.length === 0) {
+      const ev = this.transport.takeOne()
+      if (ev === undefined) {
         this.readerBusy = false
         return wait
       }
-      for (const ev of events) this.handleEvent(ev)
+      // One event at a time, its flushes before the next: rows wait for their consumer as briefly as
+      // possible (they die young instead of being promoted), and at most one chunk is decoded ahead.
+      this.handleEvent(ev)
       return drain
     })
     const wait: Effect.Effect<void> = Effect.flatMap(this.readerWork, () => drain)

@@ -28,7 +28,7 @@ import {
 } from "@pgfx/testing/MockServer"
 import { ScramServer } from "@pgfx/codec/Scram"
 import * as Connection from "../src/Connection.ts"
-import { copyFrom, copyTo } from "../src/Copy.ts"
+import { copyTo } from "../src/Copy.ts"
 import type { PgConfigInput } from "../src/PgConfig.ts"
 import {
   cat,
@@ -365,26 +365,6 @@ describe("Robustness: protocol state is checked", () => {
   it.live("an authentication request in the middle of a query is a ProtocolError", () =>
     Effect.gen(function*() {
       const { outcome: o } = yield* attack(afterQuery(frame("R", i32(3))), simple())
-      assertFails(o, "ProtocolError")
-    }))
-
-  it.live("a DataRow during COPY FROM STDIN is a ProtocolError", () =>
-    Effect.gen(function*() {
-      const copyIn: BackendMessage = { _tag: "CopyInResponse", format: 0, columnFormats: [0] } as never
-      const { outcome: o } = yield* attack(
-        [...trustStartup(), expectMessage("Query"), send(copyIn), sleep(50), sendBytes(dataRow("x")), hang()],
-        (conn) => Stream.run(Stream.make("1\n", "2\n"), copyFrom(conn, "copy t from stdin"))
-      )
-      assertFails(o, "ProtocolError")
-    }))
-
-  it.live("a DataRow during COPY TO STDOUT is a ProtocolError", () =>
-    Effect.gen(function*() {
-      const copyOut: BackendMessage = { _tag: "CopyOutResponse", format: 0, columnFormats: [0] } as never
-      const { outcome: o } = yield* attack(
-        [...trustStartup(), expectMessage("Query"), send(copyOut), sendBytes(frame("d", text("1\n"))), sendBytes(dataRow("x")), hang()],
-        (conn) => Stream.runCollect(copyTo(conn, "copy t to stdout"))
-      )
       assertFails(o, "ProtocolError")
     }))
 

@@ -32,8 +32,11 @@
  *   (next timeline ID and its start LSN) becomes `outcome.nextTimeline`. A START_REPLICATION for the
  *   exact end of an old timeline skips COPY entirely; the outcome then arrives without any message.
  * - `end` (and closing the Scope) stops delivery first — messages not yet taken are discarded, never
- *   acknowledged — then sends CopyDone and waits for the server's ReadyForQuery, so the connection is
- *   usable again for the next command. The stream ends (does not fail) after `end`.
+ *   acknowledged — then sends a last status update and CopyDone, and waits for the server's
+ *   ReadyForQuery, so the connection is usable again for the next command. The stream ends (does not
+ *   fail) after `end`.
+ * - The connection belongs to the stream until it ends: anything else submitted on it meanwhile would
+ *   reach the server in the middle of COPY (a protocol violation that ends the session).
  * - A server error during streaming (WAL already removed, slot dropped…) fails the stream and
  *   `outcome` with that PgServerError; a broken connection fails them with the ConnectionError.
  */
@@ -413,6 +416,8 @@ export const startReplication = (
 
     const end: Effect.Effect<ReplicationOutcome, PgError> = Effect.suspend(() => {
       request.stopDelivery()
+      // A last status update first (as pg_recvlogical does), so the final acknowledgements count.
+      request.sendStatus(false)
       request.sendCopyDone()
       return Deferred.await(done)
     })

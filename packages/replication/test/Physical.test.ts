@@ -1,11 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { Duration, Effect, Exit, Option } from "effect"
+import { Duration, Effect, Exit, Option, Stream } from "effect"
 import * as Connection from "@pgfx/connection/Connection"
+import type { BackendMessage } from "@pgfx/codec/BackendMessage"
+import { decodeReplicationClientMessage, encodeReplicationServerMessage, type ReplicationServerMessage } from "@pgfx/codec/Replication"
+import { Writer } from "@pgfx/codec/internal/Writer"
+import * as Mock from "../../../testing/src/MockServer.ts"
 import * as Commands from "../src/Commands.ts"
 import * as Lsn from "../src/Lsn.ts"
-import { type PhysicalWal, physicalReplication } from "../src/Physical.ts"
+import { type PhysicalWal, physicalReplication, streamPhysical } from "../src/Physical.ts"
 import { configFor, eventually, privateServer, uniqueSlot, unixConfig } from "./helpers.ts"
 
 const SEG = 16 * 1024 * 1024
@@ -60,7 +64,7 @@ describe("Physical streaming", () => {
         yield* Commands.createReplicationSlot(repl, slot, Commands.physical, { temporary: true, reserveWal: true })
         const start = Option.getOrThrow(yield* Commands.readReplicationSlot(repl, slot)).restartLsn!
         const table = `pgfx_phys_${process.pid}_${version}`
-        yield* sql.simple(`create table ${table}(id int, payload text); insert into ${table} select g, repeat('x', 200) from generate_series(1, 2000) g`)
+        yield* sql.simple(`set synchronous_commit = on; create table ${table}(id int, payload text); insert into ${table} select g, repeat('x', 200) from generate_series(1, 2000) g`)
         const target = Lsn.fromStringUnsafe((yield* sql.query<{ l: string }>("select pg_current_wal_flush_lsn()::text as l")).rows[0]!.l)
 
         const replication = yield* physicalReplication(repl, { slot, startLsn: start, statusInterval: "100 millis" })
@@ -86,6 +90,33 @@ describe("Physical streaming", () => {
         yield* sql.simple(`drop table ${table}`)
       }))
   }
+})
+
+describe("streamPhysical", () => {
+  it.live("acknowledges each batch when the next one is pulled (PostgreSQL 18)", () =>
+    Effect.gen(function*() {
+      const repl = yield* Connection.make(unixConfig(18, { replication: "true" }))
+      const sql = yield* Connection.make(unixConfig(18))
+      const slot = uniqueSlot("pgfx_stream_phys")
+      yield* Commands.createReplicationSlot(repl, slot, Commands.physical, { temporary: true, reserveWal: true })
+      const start = Option.getOrThrow(yield* Commands.readReplicationSlot(repl, slot)).restartLsn!
+      const table = `pgfx_sp_${process.pid}`
+      yield* sql.simple(`set synchronous_commit = on; create table ${table}(v text); insert into ${table} select repeat('y', 100) from generate_series(1, 3000)`)
+      const target = Lsn.fromStringUnsafe((yield* sql.query<{ l: string }>("select pg_current_wal_flush_lsn()::text as l")).rows[0]!.l)
+      const chunks = yield* streamPhysical(repl, { slot, startLsn: start, statusInterval: "1 hour" }).pipe(
+        Stream.map((c) => ({ ...c, data: c.data.slice() })),
+        Stream.takeUntil((c) => endOf(c) >= target),
+        Stream.runCollect
+      )
+      assert.strictEqual(chunks[0]!.walStart, start)
+      yield* compareWithServer(sql, chunks)
+      // Periodic updates are off: the final update sent when the stream ended carried the acks.
+      const restart = Lsn.fromStringUnsafe(
+        (yield* sql.query<{ l: string }>("select restart_lsn::text as l from pg_replication_slots where slot_name = $1", [slot])).rows[0]!.l
+      )
+      assert.isTrue(restart > start && restart <= target, Lsn.format(restart))
+      yield* sql.simple(`drop table ${table}`)
+    }))
 })
 
 describe("Physical streaming across a timeline switch (private PostgreSQL 18, promoted)", () => {
@@ -157,4 +188,106 @@ describe("Physical streaming across a timeline switch (private PostgreSQL 18, pr
       assert.strictEqual(next[0]!.walStart, switchpoint)
       yield* atSwitch.end
     }), { timeout: 120_000 })
+})
+
+/** A CopyData carrying a replication message, as the server frames it. */
+const copyData = (m: ReplicationServerMessage): BackendMessage => {
+  const w = new Writer()
+  encodeReplicationServerMessage(w, m)
+  return { _tag: "CopyData", data: w.take().slice() }
+}
+
+const field = (name: string, typeOid: number) => ({
+  name,
+  tableOid: 0,
+  columnAttributeNumber: 0,
+  typeOid,
+  typeSize: typeOid === 20 ? 8 : -1,
+  typeModifier: -1,
+  format: 0 as const
+})
+
+const bytes = (s: string) => new TextEncoder().encode(s)
+
+describe("Physical streaming: the timeline transition, replayed", () => {
+  it.live("answers the keepalive, leaves COPY when the server does, reads the next timeline, and restarts there", () =>
+    Effect.gen(function*() {
+      const wal1 = Uint8Array.from({ length: 40 }, (_, i) => i)
+      const wal2 = Uint8Array.from({ length: 24 }, (_, i) => 200 - i)
+      const replies: Array<unknown> = []
+      // The messages a PostgreSQL 18 walsender sends at the end of a historic timeline (54.4).
+      const server = yield* Mock.MockServer.scoped([
+        Mock.trustStartup(),
+        Mock.expect("Query", (q) => q.sql === "START_REPLICATION PHYSICAL 0/1000000 TIMELINE 1"),
+        Mock.send([
+          { _tag: "CopyBothResponse", format: 0, columnFormats: [] },
+          copyData({ _tag: "XLogData", walStart: 0x1000000n, walEnd: 0x1000028n, serverTime: 1n, data: wal1 }),
+          copyData({ _tag: "PrimaryKeepalive", walEnd: 0x1000028n, serverTime: 2n, replyRequested: true })
+        ]),
+        // The reply to the keepalive comes at once (the periodic update is 10 s away).
+        Mock.step("status update", async (ctx) => {
+          const frame = await ctx.next()
+          if (frame.message?._tag !== "CopyData") throw new Error(`expected CopyData, got ${frame.type}`)
+          replies.push(decodeReplicationClientMessage(frame.message.data, 0, frame.message.data.length))
+        }),
+        Mock.send({ _tag: "CopyDone" }),
+        Mock.expect("CopyDone"),
+        Mock.send([
+          { _tag: "RowDescription", fields: [field("next_tli", 20), field("next_tli_startpos", 25)] },
+          { _tag: "DataRow", values: [bytes("2"), bytes("0/1000028")] },
+          { _tag: "CommandComplete", tag: "SELECT 1" },
+          { _tag: "CommandComplete", tag: "START_STREAMING" },
+          { _tag: "ReadyForQuery", status: "I" }
+        ]),
+        Mock.expect("Query", (q) => q.sql === "START_REPLICATION PHYSICAL 0/1000028 TIMELINE 2"),
+        Mock.send([
+          { _tag: "CopyBothResponse", format: 0, columnFormats: [] },
+          copyData({ _tag: "XLogData", walStart: 0x1000028n, walEnd: 0x1000040n, serverTime: 3n, data: wal2 })
+        ]),
+        // Ending: a last status update, then CopyDone.
+        Mock.step("final status update", async (ctx) => {
+          const frame = await ctx.next()
+          if (frame.message?._tag !== "CopyData") throw new Error(`expected CopyData, got ${frame.type}`)
+          replies.push(decodeReplicationClientMessage(frame.message.data, 0, frame.message.data.length))
+        }),
+        Mock.expect("CopyDone"),
+        Mock.send([
+          { _tag: "CopyDone" },
+          { _tag: "CommandComplete", tag: "START_STREAMING" },
+          { _tag: "ReadyForQuery", status: "I" }
+        ]),
+        Mock.hang()
+      ])
+      const conn = yield* Connection.make({
+        host: server.host,
+        port: server.port,
+        user: "postgres",
+        database: "postgres",
+        sslMode: "disable",
+        replication: "true"
+      })
+      const switches: Array<unknown> = []
+      const replication = yield* physicalReplication(conn, {
+        startLsn: Lsn.fromStringUnsafe("0/1000000"),
+        timeline: 1,
+        onTimelineSwitch: (from, next) => Effect.sync(() => switches.push({ from, ...next }))
+      })
+      const chunks = yield* collect(replication.pull, (all) => all.some((c) => c.timeline === 2))
+      assert.deepStrictEqual(
+        chunks.map((c) => [c.timeline, Lsn.format(c.walStart), Array.from(c.data)]),
+        [[1, "0/1000000", Array.from(wal1)], [2, "0/1000028", Array.from(wal2)]]
+      )
+      assert.deepStrictEqual(switches, [{ from: 1, timeline: 2, switchpoint: 0x1000028n }])
+      const reply = replies[0] as { _tag: string; writeLsn: bigint; flushLsn: bigint; replyRequested: boolean }
+      assert.strictEqual(reply._tag, "StandbyStatusUpdate")
+      // Written = received; nothing acknowledged yet, so flush is still the start position.
+      assert.strictEqual(reply.writeLsn, 0x1000028n)
+      assert.strictEqual(reply.flushLsn, 0x1000000n)
+      assert.isFalse(reply.replyRequested)
+      const outcome = yield* replication.end
+      assert.deepStrictEqual(outcome, { nextTimeline: undefined, commandTag: "START_STREAMING" })
+      const last = replies[1] as { _tag: string; writeLsn: bigint; flushLsn: bigint }
+      assert.strictEqual(last._tag, "StandbyStatusUpdate")
+      assert.strictEqual(last.writeLsn, 0x1000040n)
+    }))
 })

@@ -78,6 +78,34 @@ describe("ReplicationStream: acknowledgements (logical, test_decoding, PostgreSQ
     }), { timeout: 60_000 })
 })
 
+describe("ReplicationStream: hot standby feedback (physical, PostgreSQL 18)", () => {
+  it.live("sends the feedback with each periodic update: the walsender holds back that xmin", () =>
+    Effect.gen(function*() {
+      const repl = yield* Connection.make(unixConfig(18, { replication: "true" }))
+      const sql = yield* Connection.make(unixConfig(18))
+      const txid = BigInt((yield* sql.query<{ x: string }>("select txid_current()::text as x")).rows[0]!.x)
+      const xmin = Number(txid & 0xffff_ffffn)
+      const id = yield* Commands.identifySystem(repl)
+      let feedbackOn = true
+      const stream = yield* startReplication(repl, Commands.startPhysicalCommand({ startLsn: id.xlogPos }), {
+        statusInterval: "100 millis",
+        hotStandbyFeedback: () =>
+          feedbackOn
+            ? { xmin, xminEpoch: Number(txid >> 32n), catalogXmin: 0, catalogXminEpoch: 0 }
+            : { xmin: 0, xminEpoch: 0, catalogXmin: 0, catalogXminEpoch: 0 }
+      })
+      const backendXmin = sql.query<{ x: string | null }>(
+        "select backend_xmin::text as x from pg_stat_replication where pid = $1",
+        [repl.info.processId]
+      ).pipe(Effect.map((r) => r.rows[0]?.x ?? null))
+      assert.isTrue(yield* eventually(Effect.map(backendXmin, (x) => x === String(xmin))), "backend_xmin is the xmin sent")
+      // All zeros switches feedback off again.
+      feedbackOn = false
+      assert.isTrue(yield* eventually(Effect.map(backendXmin, (x) => x === null)), "feedback switched off")
+      yield* stream.end
+    }))
+})
+
 describe("ReplicationStream: keepalives and backpressure (private PostgreSQL 18)", () => {
   it.live("answers keepalives that ask for a reply at once, so wal_sender_timeout is never hit", () =>
     Effect.gen(function*() {
@@ -118,7 +146,7 @@ describe("ReplicationStream: keepalives and backpressure (private PostgreSQL 18)
       let maxLead = 0n
       for (let i = 0; i < 20; i++) {
         const batch = yield* stream.pull
-        for (const m of batch) if (m._tag === "XLogData") consumed = Lsn.add(m.walStart, m.data.length)
+        for (const m of batch) if (m._tag === "XLogData") consumed = Lsn.add(m.walStart as Lsn.Lsn, m.data.length)
         yield* Effect.sleep("50 millis")
         const lead = Lsn.diff(stream.positions().received, consumed)
         if (lead > maxLead) maxLead = lead
