@@ -53,7 +53,6 @@ import {
   CursorRequest,
   PrepareRequest,
   QueryRequest,
-  type RowDecoderLike,
   type QueryResult,
   type RequestContext,
   type Row,
@@ -61,7 +60,7 @@ import {
   type RowSink,
   writePendingCloses
 } from "./Query.ts"
-import { type PreparedStatement, StatementCache } from "./StatementCache.ts"
+import { type PreparedStatement, type ResultPlan, StatementCache } from "./StatementCache.ts"
 import { connect, type Endpoint, Transport } from "./Transport.ts"
 import { Wire, type WireError } from "./Wire.ts"
 
@@ -593,9 +592,9 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
           parameterTypes,
           fields,
           resultFormats,
-          decoder: fields === undefined ? undefined : {
-            object: makeDecoder(registry, fields, resultFormats, "object"),
-            array: makeDecoder(registry, fields, resultFormats, "array")
+          plans: {
+            object: [{ fields: fields ?? [], decoder: fields === undefined ? undefined : makeDecoder(registry, fields, resultFormats, "object") }],
+            array: [{ fields: fields ?? [], decoder: fields === undefined ? undefined : makeDecoder(registry, fields, resultFormats, "array") }]
           }
         }
         statements.set(statement)
@@ -617,10 +616,8 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
       })
     })
 
-  const presetFor = (statement: PreparedStatement, mode: RowMode | undefined): PreparedStatement => {
-    const decoders = statement.decoder as { object: unknown; array: unknown } | undefined
-    return { ...statement, decoder: decoders?.[mode ?? rowModeDefault] }
-  }
+  const plansFor = (statement: PreparedStatement, mode: RowMode | undefined) => statement.plans[mode ?? rowModeDefault]
+
 
   const executePrepared = <A>(
     statement: PreparedStatement,
@@ -636,7 +633,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
         contextFor(options?.rowMode),
         statement.sql,
         onReady(resume),
-        [presetFor(statement, options?.rowMode)],
+        plansFor(statement, options?.rowMode),
         sink
       )
       return { request, bytes: writer.take() }
@@ -760,12 +757,12 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
           let request: QueryRequest | undefined
           return run<ReadonlyArray<QueryResult<unknown>>>((resume) => {
             writePendingCloses(writer, statements.toClose)
-            const presets: Array<PreparedStatement> = []
+            const presets: Array<ResultPlan> = []
             for (const st of segment) {
               const p = prepared.get(st.sql)!
               encodeBind(writer, registry, "", p.name, p.parameterTypes, st.params ?? [], p.resultFormats)
               encodeExecute(writer, 0)
-              presets.push(presetFor(p, options?.rowMode))
+              presets.push(plansFor(p, options?.rowMode)[0]!)
             }
             encodeFrontend(writer, { _tag: "Sync" })
             request = new QueryRequest(contextFor(options?.rowMode), segment.map((s) => s.sql).join("; "), resume, presets)
@@ -793,7 +790,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
     Stream.unwrap(
       Effect.gen(function*() {
         const statement = yield* prepare(sql)
-        const decoder = presetFor(statement, options?.rowMode).decoder as RowDecoderLike | undefined
+        const decoder = plansFor(statement, options?.rowMode)[0]!.decoder
         const request = new CursorRequest(contextFor(options?.rowMode), decoder, sql, Math.max(1, options?.batchSize ?? 1000))
         writePendingCloses(writer, statements.toClose)
         encodeBind(writer, registry, "", statement.name, statement.parameterTypes, params, statement.resultFormats)

@@ -23,7 +23,7 @@ import type { Writer } from "@pgfx/codec/internal/Writer"
 import { RowDecoder } from "@pgfx/codec/RowDecoder"
 import type { TypeRegistry } from "@pgfx/codec/TypeRegistry"
 import { InvalidRequestError, type PgError, PgServerError, serverError } from "./PgError.ts"
-import type { PreparedStatement } from "./StatementCache.ts"
+import type { ResultPlan } from "./StatementCache.ts"
 import type { Pending, Wire, WireError } from "./Wire.ts"
 
 export type Row = Record<string, unknown>
@@ -120,7 +120,7 @@ export class QueryRequest implements Pending {
   private fields: ReadonlyArray<FieldDescription> = []
   private decoder: RowDecoderLike | undefined
   /** Decoders of prepared statements, in execution order (extended queries). */
-  private readonly presets: ReadonlyArray<PreparedStatement> | undefined
+  private readonly presets: ReadonlyArray<ResultPlan> | undefined
   private presetIndex = 0
   /** The server's error, if one ended the request (readable after completion: pipelines report it per statement). */
   error: PgServerError | undefined
@@ -137,7 +137,7 @@ export class QueryRequest implements Pending {
     ctx: RequestContext,
     sql: string,
     resume: Resume<Array<QueryResult<unknown>>>,
-    presets?: ReadonlyArray<PreparedStatement>,
+    presets?: ReadonlyArray<ResultPlan>,
     sink?: RowSink
   ) {
     this.ctx = ctx
@@ -151,8 +151,8 @@ export class QueryRequest implements Pending {
   private usePreset(i: number): void {
     const p = this.presets![i]
     if (p === undefined) return
-    this.fields = p.fields ?? []
-    this.decoder = p.decoder as RowDecoderLike | undefined
+    this.fields = p.fields
+    this.decoder = p.decoder
   }
 
   private endResult(command: string, rowCount: number | undefined): void {
@@ -372,7 +372,8 @@ export const encodeBind = (
         if (v instanceof Uint8Array && (codec === undefined || oid === 17)) {
           w.bytes(v)
           format = 1
-        } else if (typeof v === "string" || codec === undefined) {
+        } else if (typeof v === "string" || codec === undefined || TEXT_TYPES.has(oid)) {
+          // A non-string for a text parameter (the server typed `select $1` or a VALUES list as text): its text form.
           w.string(typeof v === "string" ? v : textOf(v))
         } else if (codec.encodeBinary !== undefined) {
           codec.encodeBinary(w, v as never)
@@ -401,6 +402,9 @@ export const encodeBind = (
   for (let i = 0; i < rf; i++) w.u16(resultFormats[i]!)
   w.end(at)
 }
+
+/** text, varchar, bpchar, name, unknown: any value is sent as its text form. */
+const TEXT_TYPES = new Set([25, 1043, 1042, 19, 705])
 
 const textOf = (v: unknown): string => {
   if (typeof v === "bigint" || typeof v === "number" || typeof v === "boolean") return String(v)

@@ -18,8 +18,14 @@ export interface PreparedStatement {
   readonly fields: ReadonlyArray<FieldDescription> | undefined
   /** Result format per column chosen for this statement (binary where the registry has a binary codec). */
   readonly resultFormats: ReadonlyArray<0 | 1>
-  /** Row decoder built for these fields and formats (opaque here). */
-  readonly decoder: unknown
+  /** How to read this statement's rows, per row mode: built once, so executing allocates nothing for it. */
+  readonly plans: { readonly object: ReadonlyArray<ResultPlan>; readonly array: ReadonlyArray<ResultPlan> }
+}
+
+/** The fields of one result and the decoder for its DataRows (opaque here; see Query.ts). */
+export interface ResultPlan {
+  readonly fields: ReadonlyArray<FieldDescription>
+  readonly decoder: { decode(buf: Uint8Array, start: number, end: number): unknown } | undefined
 }
 
 export class StatementCache {

@@ -777,6 +777,6 @@ describe("Robustness: generative server byte streams", () => {
 
 describe("Robustness: the process stayed healthy", () => {
   it("no uncaught exception or unhandled rejection escaped a socket callback", () => {
-    assert.deepStrictEqual(health.uncaught.map(String), [])
+    assert.deepStrictEqual(health.uncaught.map((e) => (e instanceof Error ? e.stack : String(e))), [])
   })
 })

@@ -86,4 +86,67 @@ describe("WalReceiver (private PostgreSQL 18)", () => {
       // The replication connection is usable after each run.
       assert.strictEqual((yield* Commands.identifySystem(repl)).timeline, 1)
     }), { timeout: 120_000 })
+
+  it.live("follows a timeline switch: the old timeline's last segment stays .partial, the history file is kept", () =>
+    Effect.gen(function*() {
+      const server = yield* privateServer(18, { wal_keep_size: "1GB" })
+      const config = configFor(server.info)
+      const dir = yield* tempDir
+      // Timeline 1: two complete segments received.
+      const firstRun = yield* Effect.scoped(Effect.gen(function*() {
+        const sql = yield* Connection.make(config)
+        yield* sql.simple("set synchronous_commit = on; create table w(id int, v text)")
+        const repl = yield* Connection.make({ ...config, replication: "true" })
+        const id = yield* Commands.identifySystem(repl)
+        yield* switchSegments(sql, 2)
+        const events = yield* walReceiver(repl, { directory: dir, startLsn: id.xlogPos }).pipe(
+          Stream.takeUntil((e) => e._tag === "SegmentCompleted" && e.segno >= Lsn.segmentNumber(id.xlogPos) + 1n),
+          Stream.runCollect
+        )
+        // Timeline 1 ends in the middle of the next segment.
+        yield* sql.simple("insert into w select g, 'x' from generate_series(1, 100) g")
+        return events
+      }))
+      const tl1 = completed(firstRun)
+      assert.strictEqual(tl1.length, 2)
+      // Promote: crash-stop, standby.signal, start, pg_promote → timeline 2.
+      yield* Effect.promise(() => server.stopImmediate())
+      Fs.writeFileSync(Path.join(server.info.dataDir, "standby.signal"), "")
+      yield* Effect.promise(() => server.start())
+      const sql = yield* Connection.make(config)
+      assert.deepStrictEqual((yield* sql.query("select pg_promote(true, 30) as p")).rows, [{ p: true }])
+      yield* switchSegments(sql, 2)
+      const repl = yield* Connection.make({ ...config, replication: "true" })
+      const history = yield* Commands.timelineHistory(repl, 2)
+      const switchpoint = history.entries[0]!.switchpoint
+      const switchSegno = Lsn.segmentNumber(switchpoint)
+      assert.isAbove(Lsn.segmentOffset(switchpoint), 0)
+
+      // Second run resumes on timeline 1 and follows the server onto timeline 2.
+      const second = yield* walReceiver(repl, { directory: dir }).pipe(
+        Stream.takeUntil((e) => e._tag === "SegmentCompleted" && e.timeline === 2 && e.segno >= switchSegno + 1n),
+        Stream.runCollect
+      )
+      assert.deepStrictEqual(second[0], { _tag: "Started", timeline: 1, startLsn: tl1[1]!.end, reason: "resume" })
+      assert.deepStrictEqual(second.filter((e) => e._tag === "TimelineSwitched"), [
+        { _tag: "TimelineSwitched", from: 1, timeline: 2, switchpoint }
+      ])
+      const tl2 = completed(second).filter((e) => e.timeline === 2)
+      assert.strictEqual(tl2[0]!.segno, switchSegno)
+      for (const s of tl2) {
+        const mine = Fs.readFileSync(Path.join(dir, s.fileName))
+        const theirs = (yield* sql.query<{ b: Uint8Array }>("select pg_read_binary_file($1) as b", [`pg_wal/${s.fileName}`])).rows[0]!.b
+        assert.isTrue(Buffer.from(theirs).equals(mine), `${s.fileName} differs from the server's`)
+      }
+      // The history file is the server's; timeline 1's last segment is .partial, its bytes up to the
+      // switchpoint equal to the server's own .partial.
+      assert.strictEqual(Fs.readFileSync(Path.join(dir, "00000002.history"), "utf8"), history.content)
+      const partialName = `${Lsn.walFileName(1, switchSegno)}.partial`
+      const mine = Fs.readFileSync(Path.join(dir, partialName))
+      const upTo = Lsn.segmentOffset(switchpoint)
+      assert.strictEqual(mine.length, upTo)
+      const theirs = (yield* sql.query<{ b: Uint8Array }>("select pg_read_binary_file($1, 0, $2) as b", [`pg_wal/${partialName}`, upTo])).rows[0]!.b
+      assert.isTrue(Buffer.from(theirs).equals(mine), "the old timeline's partial segment")
+      assert.isFalse(Fs.existsSync(Path.join(dir, Lsn.walFileName(1, switchSegno))))
+    }), { timeout: 120_000 })
 })

@@ -3,11 +3,13 @@
  * savepoints, streaming, errors (reasons), SqlSchema, and the single-connection client.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Stream, String as Str } from "effect"
+import { Cause, Config, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Stream, String as Str } from "effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import { SqlError } from "effect/sql/SqlError"
 import * as SqlSchema from "effect/sql/SqlSchema"
+import * as PgConfig from "@pgfx/connection/PgConfig"
 import { PgServerError } from "@pgfx/connection/PgError"
+import * as Pool from "@pgfx/connection/Pool"
 import * as PgClient from "../src/PgClient.ts"
 import { clientConfig, freshTable } from "./helpers.ts"
 
@@ -34,7 +36,8 @@ describe("PgClient: statements", () => {
       assert.deepStrictEqual(none, [])
       const updated = yield* sql<{ age: number }>`update ${sql(t)} set ${sql.update({ age: 31 })} where name = ${"ann"} returning age`
       assert.deepStrictEqual(updated, [{ age: 31 }])
-      yield* sql`update ${sql(t)} set age = data.age from ${
+      // Parameters are typed by the server from their context: in a VALUES list that is text, so cast.
+      yield* sql`update ${sql(t)} set age = data.age::int from ${
         sql.updateValues([{ name: "ann", age: 1 }, { name: "bob", age: 2 }], "data")
       } where ${sql(t)}.name = data.name`
       const ages = yield* sql<{ age: number }>`select age from ${sql(t)} order by id`
@@ -91,7 +94,7 @@ describe("PgClient: statements", () => {
     Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
       for (let i = 0; i < 5; i++) yield* sql`select ${i}::int as a, 'cache-probe' as b`
-      const n = yield* sql<{ n: number }>`select count(*)::int as n from pg_prepared_statements where statement like '%cache-probe%'`
+      const n = yield* sql<{ n: number }>`select count(*)::int as n from pg_prepared_statements where statement like '%' || 'cache-probe' || '%' and statement not like '%pg_prepared_statements%'`
       assert.strictEqual(n[0]!.n, 1)
     }).pipe(Effect.provide(PgClient.layer(clientConfig({ maxConnections: 1 })))))
 })
@@ -134,13 +137,9 @@ describe("PgClient: transactions", () => {
         assert.deepStrictEqual(new Set(pids), new Set([pid]))
         const status = yield* Effect.flatMap(Effect.forkChild(sql<{ n: number }>`select count(*)::int as n from ${sql(t)}`), Fiber.join)
         assert.strictEqual(status[0]!.n, 6)
-        // outside the transaction (a separate client context has no transaction): nothing yet
-        const outside = yield* sql<{ n: number }>`select count(*)::int as n from ${sql(t)}`.pipe(
-          Effect.provideService(sql.transactionService, undefined as never),
-          Effect.withFiber((fiber) => Effect.succeed(fiber)),
-          () => Effect.flatMap(Effect.context<never>(), () => Effect.void)
-        )
-        void outside
+        // through the pool directly (not this client's transaction): another session, nothing visible yet
+        const outside = yield* (sql as PgClient.PgClient).pool!.query<{ n: number }>(`select count(*)::int as n from ${t}`)
+        assert.strictEqual(outside.rows[0]!.n, 0)
       }))
       const after = yield* sql<{ n: number }>`select count(*)::int as n from ${sql(t)}`
       assert.strictEqual(after[0]!.n, 6)
@@ -158,8 +157,8 @@ describe("PgClient: transactions", () => {
       })))
       yield* Deferred.await(inserted)
       yield* Effect.sleep("50 millis")
-      const exit = yield* Fiber.interrupt(fiber)
-      assert.isTrue(Exit.hasInterrupts(exit))
+      yield* Fiber.interrupt(fiber)
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(fiber)))
       const n = yield* sql<{ n: number }>`select count(*)::int as n from ${sql(t)}`
       assert.strictEqual(n[0]!.n, 0)
       // the pool is still usable afterwards, with every session out of any transaction
@@ -382,11 +381,46 @@ describe("PgClient: SqlSchema", () => {
 })
 
 describe("PgClient: layers", () => {
-  it.live("layerConfig reads a Config.Wrap like @effect/sql-pg's", () =>
+  const whoAmI = Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    return (yield* sql<{ me: string; db: string }>`select current_user as me, current_database() as db`)[0]!
+  })
+  const { host, port, user, database } = clientConfig()
+
+  it.live("layerConfig(PgConfig.config) reads the PG* variables through the ConfigProvider", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* whoAmI, { me: user!, db: database! })
+    }).pipe(
+      Effect.provide(PgClient.layerConfig(PgConfig.config, { maxConnections: 2 })),
+      Effect.provideService(
+        ConfigProvider.ConfigProvider,
+        ConfigProvider.fromEnv({ env: { PGHOST: String(host), PGPORT: String(port), PGUSER: user!, PGDATABASE: database! } })
+      )
+    ))
+
+  it.live("layerConfig accepts a Config.Wrap of the sql-pg names", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* whoAmI, { me: user!, db: database! })
+    }).pipe(
+      Effect.provide(PgClient.layerConfig({
+        path: Config.succeed(String(host)),
+        port: Config.succeed(Number(port)),
+        username: Config.succeed(user!),
+        database: Config.String("DB"),
+        maxConnections: Config.succeed(2)
+      })),
+      Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: { DB: database! } }))
+    ))
+
+  it.live("layerFrom an existing pgfx pool: statements and pgfx pool transactions interoperate", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      assert.deepStrictEqual(yield* sql`select current_user = ${clientConfig().user!} as me`, [{ me: true }])
-    }).pipe(Effect.provide(PgClient.layerConfig(clientConfig()))))
+      const pool = yield* Pool.PgPool
+      const t = yield* freshTable(sql, "sql_from_pool", "id int primary key")
+      // a pgfx pool transaction: SqlClient statements inside it run on the pinned session
+      yield* Effect.ignore(pool.withTransaction(Effect.andThen(sql`insert into ${sql(t)} values (1)`, Effect.fail(new Boom()))))
+      yield* pool.withTransaction(sql`insert into ${sql(t)} values (2)`)
+      assert.deepStrictEqual(yield* sql`select id from ${sql(t)}`, [{ id: 2 }])
+    }).pipe(Effect.provide(PgClient.layerFrom().pipe(Layer.provideMerge(Pool.layer(clientConfig() as never, { max: 2 }))))))
 })
 
-void Layer
