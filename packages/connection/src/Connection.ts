@@ -543,12 +543,16 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
         })
         // The cancel runs in the background, so the interrupted fiber (a statement timeout) returns at
         // once even when the server or the network does not answer the cancel socket promptly.
-        return Effect.asVoid(Effect.forkIn(
+        // The cancel runs in the background, so the interrupted fiber (a statement timeout) returns at
+        // once even when the server or the network does not answer the cancel socket promptly. It is
+        // detached: closing the connection meanwhile (a pool retiring it) must not stop the cancel from
+        // reaching the backend. Bounded: sendCancel has its own timeout, and requestDone completes when
+        // the request does or the wire fails.
+        return Effect.asVoid(Effect.forkDetach(
           sendCancel(cancelTarget()).pipe(
             Effect.andThen(requestDone.pipe(Effect.timeout(Duration.seconds(30)), Effect.ignore)),
             Effect.ensuring(release)
-          ),
-          scope
+          )
         ))
       })
     })
@@ -751,12 +755,19 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
         concurrency: "unbounded",
         discard: true
       })
-      return yield* Effect.forEach(
-        segments,
-        (segment) => {
-          let request: QueryRequest | undefined
-          return run<ReadonlyArray<QueryResult<unknown>>>((resume) => {
-            writePendingCloses(writer, statements.toClose)
+      // Every segment is encoded before anything is submitted (a bad parameter sends nothing), then all
+      // are submitted at once: one request per segment, their bytes in one write. Explicit pipelines
+      // choose their own depth, so they take no pipeline slots; interrupting one abandons its requests
+      // (their replies are drained) without cancelling on the server.
+      return yield* Effect.callback<ReadonlyArray<ReadonlyArray<PipelineOutcome>>, PgError>((resume) => {
+        const outcomes: Array<ReadonlyArray<PipelineOutcome>> = new Array(segments.length)
+        let remaining = segments.length
+        if (remaining === 0) return resume(Effect.succeed(outcomes))
+        let settled = false
+        const requests: Array<QueryRequest> = []
+        try {
+          writePendingCloses(writer, statements.toClose)
+          segments.forEach((segment, k) => {
             const presets: Array<ResultPlan> = []
             for (const st of segment) {
               const p = prepared.get(st.sql)!
@@ -765,21 +776,38 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
               presets.push(plansFor(p, options?.rowMode)[0]!)
             }
             encodeFrontend(writer, { _tag: "Sync" })
-            request = new QueryRequest(contextFor(options?.rowMode), segment.map((s) => s.sql).join("; "), resume, presets)
-            request.partial = true
-            return { request, bytes: writer.take() }
-          }).pipe(
-            Effect.map((results): ReadonlyArray<PipelineOutcome> =>
-              segment.map((_, i): PipelineOutcome => {
-                if (i < results.length) return { _tag: "Success", result: results[i] as QueryResult }
-                if (i === results.length && request?.error !== undefined) return { _tag: "Failure", error: request.error }
-                return { _tag: "Skipped" }
-              })
+            const request: QueryRequest = new QueryRequest(
+              contextFor(options?.rowMode),
+              segment.length === 1 ? segment[0]!.sql : segment.map((s) => s.sql).join("; "),
+              (effect) => {
+                if (settled) return
+                const exit = effect as unknown as Exit.Exit<ReadonlyArray<QueryResult<unknown>>, PgError>
+                if (Exit.isFailure(exit)) {
+                  settled = true
+                  return resume(Effect.failCause(exit.cause))
+                }
+                outcomes[k] = outcomesOf(segment.length, exit.value, request.error)
+                if (--remaining === 0) {
+                  settled = true
+                  resume(Effect.succeed(outcomes))
+                }
+              },
+              presets
             )
-          )
-        },
-        { concurrency: "unbounded" }
-      )
+            request.partial = true
+            requests.push(request)
+          })
+        } catch (e) {
+          writer.rewind()
+          return resume(Effect.fail(toRequestError(e)))
+        }
+        const bytes = writer.take()
+        requests.forEach((r, i) => wire.submit(r, i === requests.length - 1 ? bytes : undefined))
+        return Effect.sync(() => {
+          settled = true
+          for (const r of requests) r.abandoned = true
+        })
+      })
     })
 
   const cursor = <A = Row>(
@@ -860,6 +888,23 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
 })
 
 const emptyResult: QueryResult<never> = { command: "", rowCount: undefined, rows: [], fields: [] }
+
+/** A segment's outcomes: results up to the failing statement, that statement's error, the rest skipped. */
+const outcomesOf = (
+  count: number,
+  results: ReadonlyArray<QueryResult<unknown>>,
+  error: PgServerError | undefined
+): ReadonlyArray<PipelineOutcome> => {
+  const out: Array<PipelineOutcome> = new Array(count)
+  for (let i = 0; i < count; i++) {
+    out[i] = i < results.length
+      ? { _tag: "Success", result: results[i] as QueryResult }
+      : i === results.length && error !== undefined
+      ? { _tag: "Failure", error }
+      : { _tag: "Skipped" }
+  }
+  return out
+}
 
 const toRequestError = (e: unknown): PgError => {
   if (e instanceof InvalidRequestError || e instanceof ProtocolError) {

@@ -20,7 +20,15 @@ import type { Framer } from "@pgfx/codec/Frame"
 import { encodeFrontend } from "@pgfx/codec/FrontendMessage"
 import { md5Password } from "@pgfx/codec/Md5Password"
 import { ProtocolError } from "@pgfx/codec/ProtocolError"
-import { chooseMechanism, isScramError, ScramClient, type ScramClientAwaitingServerFinal, tlsServerEndPoint } from "@pgfx/codec/Scram"
+import {
+  chooseMechanism,
+  DEFAULT_MAX_ITERATIONS,
+  defaultSaltedPasswordCache,
+  isScramError,
+  ScramClient,
+  type ScramClientAwaitingServerFinal,
+  tlsServerEndPoint
+} from "@pgfx/codec/Scram"
 import { PROTOCOL_3_0, PROTOCOL_3_2 } from "@pgfx/codec/Startup"
 import type { Writer } from "@pgfx/codec/internal/Writer"
 import { isAuthMethodAllowed } from "./PgConfig.ts"
@@ -359,6 +367,7 @@ export const startup = (
             return yield* Effect.fail(unexpected(m, "authentication"))
           }
           const first = scram.awaitingFirst
+          yield* prefetchSaltedPassword(yield* password(), m.data, config.scramMinIterations)
           const final = yield* Effect.try({ try: () => first.onServerFirst(m.data), catch: scramFailure })
           scram.awaitingFinal = final.next
           encodeFrontend(w, { _tag: "SASLResponse", data: final.clientFinalMessage } as never)
@@ -441,6 +450,23 @@ export const startup = (
       }
     }
   })
+
+/**
+ * Runs the server's PBKDF2 (salt, iteration count) off the event loop before the synchronous SCRAM step
+ * reads it from the cache: a server asking for millions of iterations then cannot stall the process,
+ * and the connect timeout still interrupts the wait. Anything malformed or out of range is left for
+ * the SCRAM state machine to refuse.
+ */
+const prefetchSaltedPassword = (password: string, serverFirst: Uint8Array, minIterations: number): Effect.Effect<void> => {
+  const text = new TextDecoder().decode(serverFirst)
+  const salt = /(?:^|,)s=([A-Za-z0-9+/]+={0,2})(?:,|$)/.exec(text)
+  const iterations = /(?:^|,)i=([1-9][0-9]{0,14})(?:,|$)/.exec(text)
+  if (salt === null || iterations === null) return Effect.void
+  const n = Number(iterations[1])
+  const saltBytes = new Uint8Array(Buffer.from(salt[1]!, "base64"))
+  if (n < minIterations || n > DEFAULT_MAX_ITERATIONS || saltBytes.length === 0) return Effect.void
+  return Effect.ignore(Effect.tryPromise(() => defaultSaltedPasswordCache.prefetch(password, saltBytes, n)))
+}
 
 const scramFailure = (e: unknown): AuthenticationError | ProtocolError => {
   if (isScramError(e)) {

@@ -10,7 +10,7 @@
  * - A message that cannot occur in a query flow is a ProtocolError, which fails the connection: the
  *   reply stream can no longer be trusted to line up with the requests.
  */
-import { Effect } from "effect"
+import { Effect, Exit } from "effect"
 import { decodeBackend } from "@pgfx/codec/BackendMessage"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { encodeCopyFail } from "@pgfx/codec/Copy"
@@ -37,6 +37,10 @@ export interface QueryResult<A = Row> {
   readonly fields: ReadonlyArray<FieldDescription>
 }
 
+/**
+ * Completes a request. Query requests pass an `Exit` (a completed Effect), so a caller that submits many
+ * requests at once (a pipeline) can read each outcome synchronously.
+ */
 export type Resume<A> = (effect: Effect.Effect<A, PgError>) => void
 
 export type RowMode = "object" | "array"
@@ -231,7 +235,7 @@ export class QueryRequest implements Pending {
         const resume = this.resume
         this.resume = undefined
         if (resume !== undefined) {
-          resume(this.error !== undefined && !this.partial ? Effect.fail(this.error) : Effect.succeed(this.results))
+          resume(this.error !== undefined && !this.partial ? Exit.fail(this.error) : Exit.succeed(this.results))
         }
         return true
       }
@@ -248,7 +252,7 @@ export class QueryRequest implements Pending {
   onFail(error: WireError): void {
     const resume = this.resume
     this.resume = undefined
-    resume?.(Effect.fail(error))
+    resume?.(Exit.fail(error))
   }
 }
 
