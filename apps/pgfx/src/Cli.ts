@@ -7,6 +7,7 @@
  * - `--verbose` is accepted by every command (stack traces on failure).
  */
 import { Command, Flag, GlobalFlag } from "effect/cli"
+import * as BaseBackup from "./commands/BaseBackup.ts"
 import * as Bench from "./commands/Bench.ts"
 import * as Cdc from "./commands/Cdc.ts"
 import * as Copy from "./commands/Copy.ts"
@@ -20,7 +21,7 @@ export const root = MainJob.command.pipe(
   Command.withSharedFlags({
     verbose: Flag.Boolean("verbose").pipe(Flag.withDescription("print stack traces with errors"), Flag.withDefault(false))
   }),
-  Command.withSubcommands([Copy.command, Cdc.command, ReceiveWal.command, Trace.command, Bench.command])
+  Command.withSubcommands([Copy.command, Cdc.command, ReceiveWal.command, BaseBackup.command, Trace.command, Bench.command])
 )
 
 /** The built-in global flags without short aliases that clash with psql's (-h host, -v). */

@@ -253,6 +253,7 @@ interface Stats {
   changes: number
   rowsCopied: number
   ackedLsn: Lsn.Lsn
+  confirmedLsn: Lsn.Lsn
   currentWal: Lsn.Lsn
   lagMs: number
   rates: Array<number>
@@ -262,8 +263,14 @@ interface Stats {
   reconnects: number
 }
 
+/** Bytes of WAL the server has written that the consumer has not confirmed. */
+const lagBytesOf = (stats: Stats): number => {
+  const done = stats.confirmedLsn > stats.ackedLsn ? stats.confirmedLsn : stats.ackedLsn
+  return stats.currentWal > done ? Number(stats.currentWal - done) : 0
+}
+
 const renderView = (stats: Stats, agg: Aggregate, header: string): Array<string> => {
-  const lagBytes = stats.currentWal > stats.ackedLsn ? Number(stats.currentWal - stats.ackedLsn) : 0
+  const lagBytes = lagBytesOf(stats)
   const rate = stats.rates[stats.rates.length - 1] ?? 0
   const top = [...agg.revenue].sort((a, b) => (b[1] > a[1] ? 1 : b[1] < a[1] ? -1 : 0)).slice(0, 3)
   return [
@@ -318,7 +325,7 @@ export const runMainJob = (options: MainOptions) =>
     let startLsn: Lsn.Lsn
     let header: string
     const stats: Stats = {
-      started: Date.now(), transactions: 0, changes: 0, rowsCopied: 0, ackedLsn: Lsn.zero, currentWal: Lsn.zero,
+      started: Date.now(), transactions: 0, changes: 0, rowsCopied: 0, ackedLsn: Lsn.zero, confirmedLsn: Lsn.zero, currentWal: Lsn.zero,
       lagMs: 0, rates: [], txRate: 0, lastChanges: 0, lastTransactions: 0, reconnects: 0
     }
     if (slotRows.rows.length > 0 && saved !== undefined && saved.slot === SLOT && saved.slotKept) {
@@ -442,7 +449,10 @@ export const runMainJob = (options: MainOptions) =>
       stats.txRate = stats.transactions - stats.lastTransactions
       stats.lastChanges = stats.changes
       stats.lastTransactions = stats.transactions
-      stats.reconnects = repl.positions().reconnects
+      const positions = repl.positions()
+      stats.reconnects = positions.reconnects
+      // An idle stream's keepalives confirm past the last commit: lag is measured from what is confirmed.
+      if (positions.confirmed > stats.confirmedLsn) stats.confirmedLsn = positions.confirmed
     })
     let drawnLines = 0
     const draw = Effect.sync(() => {
@@ -452,7 +462,7 @@ export const runMainJob = (options: MainOptions) =>
         process.stdout.write(up + lines.map((l) => `\x1b[2K${l}`).join("\n") + "\n\x1b[2KCtrl-C to stop\n")
         drawnLines = lines.length + 1
       } else {
-        const lagBytes = stats.currentWal > stats.ackedLsn ? Number(stats.currentWal - stats.ackedLsn) : 0
+        const lagBytes = lagBytesOf(stats)
         say(
           `[${formatDuration(Date.now() - stats.started)}] changes/s=${stats.rates[stats.rates.length - 1] ?? 0} tx/s=${stats.txRate} ` +
             `transactions=${stats.transactions} changes=${stats.changes} lag=${lagBytes}B/${stats.lagMs}ms ` +

@@ -13,7 +13,7 @@ import { Cause, Effect, Exit } from "effect"
 import { CliConfig, CliError, Command } from "effect/cli"
 import { builtIns, root, VERSION } from "./Cli.ts"
 import { causeError, describeError, EXIT_INTERRUPTED, EXIT_USAGE, exitCodeOf } from "./Errors.ts"
-import { stopIsClean } from "./Shutdown.ts"
+import { interruptedNote, stopIsClean } from "./Shutdown.ts"
 
 const verbose = process.argv.includes("--verbose")
 
@@ -26,7 +26,7 @@ const exitCode = (exit: Exit.Exit<unknown, unknown>): number => {
   if (Exit.isSuccess(exit)) return 0
   if (Cause.hasInterruptsOnly(exit.cause)) {
     if (stopIsClean()) return 0
-    process.stderr.write("pgfx: interrupted before the command finished; nothing partial was kept under the output name\n")
+    process.stderr.write(`pgfx: ${interruptedNote()}\n`)
     return EXIT_INTERRUPTED
   }
   const error = causeError(exit.cause)

@@ -1,7 +1,7 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { rows, runCli, spawnCli, sql, tempDir, uniqueName, uriFor } from "./helpers.ts"
+import { rows, runCli, runCliOnTty, spawnCli, sql, tempDir, uniqueName, uriFor } from "./helpers.ts"
 
 const dir = tempDir()
 const table = uniqueName("copy_src")
@@ -148,7 +148,7 @@ describe("pgfx copy", () => {
     run.child.kill("SIGINT")
     const result = await run.exited
     expect(result.code).toBe(130)
-    expect(result.stderr).toMatch(/interrupted/)
+    expect(result.stderr.trim()).toBe(`pgfx: interrupted: the export was not written (${file} untouched, its .partial file removed)`)
     expect(Fs.existsSync(file)).toBe(false)
     expect(Fs.existsSync(`${file}.partial`)).toBe(false)
     // The server-side COPY was cancelled, not left running.
@@ -165,5 +165,22 @@ describe("pgfx copy", () => {
     const nothing = await runCli(["copy", uriFor()])
     expect(nothing.code).toBe(2)
     expect(nothing.stderr).toMatch(/nothing to copy/)
+  })
+
+  it("draws a progress bar (rows, bytes, bytes/s, ETA when the size is known) on a terminal only", async () => {
+    const big = Path.join(dir.path, "big.csv")
+    const out = await runCliOnTty(["copy", uriFor(), "-c", "SELECT i, repeat('y', 200) FROM generate_series(1, 300000) i", "-o", big])
+    expect(out.code).toBe(0)
+    expect(out.stdout).toMatch(/\r\x1b\[2Kexport: [\d,]+ rows {2}[\d.]+ (kB|MB) {2}[\d.]+ (kB|MB)\/s/)
+    const target = uniqueName("copy_eta")
+    await sql(`CREATE TABLE ${target} (i int, s text)`)
+    const back = await runCliOnTty(["copy", uriFor(), "-t", target, "-i", big])
+    expect(back.code).toBe(0)
+    expect(back.stdout).toMatch(/\[#+-*\] +\d+%  import: [\d,]+ rows .* ETA \d\d:\d\d/)
+    expect(back.stdout).toMatch(/300000 rows/)
+    // Not a terminal: no drawing at all, only the summary.
+    const plain = await runCli(["copy", uriFor(), "-t", target, "-o", Path.join(dir.path, "again.csv")])
+    expect(plain.stderr).not.toContain("\r")
+    expect(plain.stderr.trim().split("\n")).toHaveLength(1)
   })
 })

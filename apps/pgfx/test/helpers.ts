@@ -114,6 +114,8 @@ export const runCli = (args: ReadonlyArray<string>, options: RunOptions = {}): P
 /** A fresh temporary directory, removed by the returned function. */
 export const tempDir = (): { readonly path: string; readonly remove: () => void } => {
   const path = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pgfx-cli-"))
+  // Servers run as the postgres OS user when we are root: it must be able to enter the directory.
+  Fs.chmodSync(path, 0o755)
   return { path, remove: () => Fs.rmSync(path, { recursive: true, force: true }) }
 }
 
@@ -139,4 +141,22 @@ export const sql = (text: string, info: TestServerInfo = pg18()): Promise<Readon
 export const rows = async (text: string, info?: TestServerInfo): Promise<ReadonlyArray<Record<string, unknown>>> => {
   const results = await sql(text, info)
   return (results[results.length - 1]?.rows ?? []) as ReadonlyArray<Record<string, unknown>>
+}
+
+/** Runs the CLI with its stdout and stderr on a pseudo-terminal (util-linux `script`); everything it drew. */
+export const runCliOnTty = (args: ReadonlyArray<string>, timeoutMs = 120_000): Promise<CliResult> => {
+  const quoted = [NODE, BIN, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ")
+  const child = ChildProcess.spawn("script", ["-qec", quoted, "/dev/null"], { cwd: REPO, env: cleanEnv({ COLUMNS: "120" }), stdio: ["pipe", "pipe", "pipe"] })
+  child.stdin.end()
+  let stdout = ""
+  let stderr = ""
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString("utf8")))
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString("utf8")))
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
+  return new Promise((resolve) =>
+    child.on("close", (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr })
+    })
+  )
 }

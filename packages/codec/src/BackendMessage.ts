@@ -100,16 +100,19 @@ export const BackendType = {
 /** Reused by every decode: decoding is synchronous and never re-entrant, so one cursor suffices. */
 const reader = new Reader(new Uint8Array(0))
 
+/** The one-character name of every type byte, made once rather than per message. */
+const typeNames: ReadonlyArray<string> = Array.from({ length: 256 }, (_, b) => String.fromCharCode(b))
+
 /** Decodes one backend message body `buf[start, end)` (after type byte and length). */
 export const decodeBackend = (type: number, buf: Uint8Array, start: number, end: number): BackendMessage => {
+  // The per-row message reads the frame directly, without the shared cursor.
+  if (type === 0x44) return Query.decodeDataRowBody(buf, start, end)
   const r = reader
   r.buf = buf
   r.pos = start
   r.end = end
-  r.messageType = String.fromCharCode(type)
+  r.messageType = typeNames[type & 0xff]
   switch (type) {
-    case 0x44:
-      return Query.decodeDataRow(r)
     case 0x64:
       return Copy.decodeCopyData(r)
     case 0x43:

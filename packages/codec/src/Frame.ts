@@ -104,11 +104,17 @@ export class Framer {
       if (take === chunk.length) return
       buf = take === 0 ? chunk : chunk.subarray(take)
     } else if (this.partsLength > 0) {
+      const need = this.need
+      if (need > 0 && this.partsLength + chunk.length >= need) {
+        // The frame at the head completes in this chunk: copy only that frame, then go on in the chunk.
+        this.completeFrame(chunk, need, onFrame)
+        return
+      }
       this.parts.push(chunk)
       this.partsLength += chunk.length
       // Still short of a known frame size: keep the chunk as it is, no copy.
-      if (this.need > 0 && this.partsLength < this.need) return
-      if (this.need === 0 && this.partsLength < this.headerSize()) return
+      if (need > 0 && this.partsLength < need) return
+      if (need === 0 && this.partsLength < this.headerSize()) return
       buf = this.join()
       this.parts = []
       this.partsLength = 0
@@ -116,7 +122,54 @@ export class Framer {
     } else {
       buf = chunk
     }
-    this.run(buf, onFrame)
+    this.run(buf, 0, onFrame)
+  }
+
+  /**
+   * Joins the pending bytes and the first bytes of `chunk` into the frame of `need` bytes they
+   * complete, frames it, and frames the rest of `chunk` in place: only the frame that spans
+   * chunks is copied, never the rest of the chunk.
+   */
+  private completeFrame(chunk: Uint8Array, need: number, onFrame: FrameHandler): void {
+    const out = new Uint8Array(need)
+    let at = 0
+    for (const p of this.parts) {
+      out.set(p, at)
+      at += p.length
+    }
+    const from = need - at
+    out.set(from === chunk.length ? chunk : chunk.subarray(0, from), at)
+    this.parts = []
+    this.partsLength = 0
+    this.need = 0
+    try {
+      // `run` re-reads the header in the current mode, so a mode or `streamFrames` changed between
+      // pushes is honoured; `out` then may not end on a frame boundary (handled below).
+      this.run(out, 0, onFrame)
+    } catch (e) {
+      // A handler threw (or the framer is poisoned): leave the rest of the chunk exactly where
+      // framing it together with `out` would have left it, for the next push or `drain()`.
+      if (this.failure === undefined && from < chunk.length) this.keepAfterThrow(chunk, from)
+      throw e
+    }
+    if (from === chunk.length) return
+    if (this.partsLength > 0 || this.streaming !== undefined) this.push(chunk.subarray(from), onFrame)
+    else this.run(chunk, from, onFrame)
+  }
+
+  /** `chunk[from..]` after a handler threw in `completeFrame`: a streamed body swallows its share. */
+  private keepAfterThrow(chunk: Uint8Array, from: number): void {
+    if (this.streaming !== undefined) {
+      const take = Math.min(chunk.length - from, this.streamRemaining)
+      this.streamRemaining -= take
+      this.consumed += take
+      from += take
+      if (this.streamRemaining === 0) this.streaming = undefined
+      if (from === chunk.length) return
+    }
+    const rest = chunk.subarray(from)
+    this.parts.push(rest)
+    this.partsLength += rest.length
   }
 
   private headerSize(): number {
@@ -135,12 +188,32 @@ export class Framer {
     return out
   }
 
-  private run(buf: Uint8Array, onFrame: FrameHandler): void {
-    let pos = 0
+  /** Frames `buf[from..]`. */
+  private run(buf: Uint8Array, from: number, onFrame: FrameHandler): void {
+    let pos = from
     const len = buf.length
     this.need = 0
     try {
-      while (pos < len) {
+      frames: while (pos < len) {
+        if (this.mode === "typed" && this.streamFrames === undefined) {
+          // The steady state, in a tight loop: typed frames, none streamed. Re-checked after every
+          // frame, since the handler may change either.
+          const max = this.maxMessageSize
+          do {
+            if (len - pos < 5) break frames // header incomplete: `need` stays 0
+            const length = (buf[pos + 1]! << 24) | (buf[pos + 2]! << 16) | (buf[pos + 3]! << 8) | buf[pos + 4]!
+            if (length < MIN_MESSAGE_LENGTH || length > max) this.poison(length, max, buf[pos]!, this.consumed + pos - from)
+            if (len - pos <= length) {
+              this.need = length + 1
+              break frames
+            }
+            const type = buf[pos]!
+            const start = pos + 5
+            pos += length + 1
+            onFrame(type, buf, start, pos)
+          } while (pos < len && this.mode === "typed" && this.streamFrames === undefined)
+          continue
+        }
         const mode = this.mode
         if (mode === "byte") {
           const b = buf[pos]!
@@ -156,7 +229,7 @@ export class Framer {
         const length = (buf[lp]! << 24) | (buf[lp + 1]! << 16) | (buf[lp + 2]! << 8) | buf[lp + 3]!
         const max = typed ? this.maxMessageSize : MAX_STARTUP_PACKET_LENGTH
         if (length < MIN_MESSAGE_LENGTH || length > max) {
-          this.poison(length, max, typed ? buf[pos]! : undefined, this.consumed + pos)
+          this.poison(length, max, typed ? buf[pos]! : undefined, this.consumed + pos - from)
         }
         const total = typed ? length + 1 : length
         const stream = this.streamFrames
@@ -190,7 +263,7 @@ export class Framer {
         this.parts = [rest]
         this.partsLength = rest.length
       }
-      this.consumed += pos
+      this.consumed += pos - from
     }
   }
 

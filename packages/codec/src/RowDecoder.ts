@@ -13,6 +13,10 @@
  * - Object mode builds every row with one generated object literal, so all rows of a result share one
  *   V8 hidden class. Duplicate column names: the later column wins (as in most drivers), the earlier
  *   value is not reachable in object mode — use array mode or RawRow to see both.
+ * - For up to MAX_COMPILED_COLUMNS columns the whole row is read by one generated function per shape
+ *   (column count, names, mode; cached), unrolled per column so every codec call site sees one codec;
+ *   it makes exactly the checks, in the same order, with the same errors, as the generic loop used
+ *   otherwise (wider rows, a `__proto__` column, or no code generation available).
  * - `RawRow` validates the layout eagerly (same checks) but decodes a column only when asked; it keeps
  *   a view of the body bytes (not a copy).
  */
@@ -27,6 +31,8 @@ export interface RowField {
 
 export interface RowDecoderOptions {
   readonly mode?: "object" | "array"
+  /** false: always the generic loop, never a generated row function (for tests; same results). */
+  readonly compiled?: boolean
 }
 
 type Decode = (buf: Uint8Array, start: number, end: number) => unknown
@@ -76,11 +82,88 @@ const makeShape = (names: ReadonlyArray<string>): ((values: ReadonlyArray<unknow
   }
 }
 
+type DecodeRow = (buf: Uint8Array, start: number, end: number) => Record<string, unknown> | Array<unknown>
+
+/** What a compiled row function calls for its checks' failures (the RowDecoder's own error paths). */
+interface RowErrors {
+  readonly checkCount: (buf: Uint8Array, start: number, end: number) => number
+  readonly truncated: (i: number, p: number, need: number, end: number) => never
+  readonly badLength: (i: number, len: number, at: number) => never
+  readonly columnFailed: (e: unknown, i: number) => never
+  readonly trailing: (p: number, end: number) => never
+}
+
+type RowFactory = (decoders: ReadonlyArray<Decode>, errors: RowErrors) => DecodeRow
+
+/** Wider rows use the generic loop: one unrolled function would grow past what V8 optimizes. */
+const MAX_COMPILED_COLUMNS = 64
+const MAX_CACHED_FACTORIES = 256
+/** Factories by shape: a query run again (a simple query, say) does not generate code again. */
+const factories = new Map<string, RowFactory | null>()
+
+/**
+ * The source of `(decoders, errors) => decodeRow`: reads each column in turn into a local and returns
+ * one object literal (later duplicate names win, properties in first-occurrence order, exactly as
+ * `makeShape`) or one array literal.
+ */
+const rowFactorySource = (names: ReadonlyArray<string>, mode: "object" | "array"): string => {
+  const n = names.length
+  const lines: Array<string> = ["\"use strict\";"]
+  for (let i = 0; i < n; i++) lines.push(`const d${i} = decoders[${i}];`)
+  lines.push("return function decodeRow(buf, start, end) {")
+  lines.push("let p = errors.checkCount(buf, start, end);")
+  lines.push("let len = 0;")
+  for (let i = 0; i < n; i++) {
+    lines.push(
+      `let v${i} = null;`,
+      `if (p + 4 > end) errors.truncated(${i}, p, 4, end);`,
+      "len = (buf[p] << 24) | (buf[p + 1] << 16) | (buf[p + 2] << 8) | buf[p + 3];",
+      "p += 4;",
+      `if (len < 0) { if (len !== -1) errors.badLength(${i}, len, p - 4); } else {`,
+      `if (p + len > end) errors.truncated(${i}, p, len, end);`,
+      `try { v${i} = d${i}(buf, p, p + len); } catch (e) { errors.columnFailed(e, ${i}); }`,
+      "p += len; }"
+    )
+  }
+  lines.push("if (p !== end) errors.trailing(p, end);")
+  if (mode === "array") {
+    lines.push(`return [${names.map((_, i) => `v${i}`).join(", ")}];`)
+  } else {
+    const last = new Map<string, number>()
+    names.forEach((name, i) => last.set(name, i))
+    lines.push(`return { ${Array.from(last, ([name, i]) => `${JSON.stringify(name)}: v${i}`).join(", ")} };`)
+  }
+  lines.push("};")
+  return lines.join("\n")
+}
+
+/** The cached factory for this shape, or null when the generic loop must be used. */
+const rowFactory = (names: ReadonlyArray<string>, mode: "object" | "array"): RowFactory | null => {
+  if (names.length > MAX_COMPILED_COLUMNS || (mode === "object" && names.includes("__proto__"))) return null
+  const key = `${mode}\u0000${names.length}\u0000${names.join("\u0000")}`
+  let factory = factories.get(key)
+  if (factory === undefined) {
+    try {
+      factory = new Function("decoders", "errors", rowFactorySource(names, mode)) as RowFactory
+    } catch {
+      factory = null // no code generation available (a locked-down runtime)
+    }
+    if (factories.size >= MAX_CACHED_FACTORIES) factories.clear()
+    factories.set(key, factory)
+  }
+  return factory
+}
+
+const trailingBytes = (p: number, end: number): never =>
+  fail("TrailingBytes", `${end - p} unread byte(s) after the last column`, "D", p)
+
 const readLength = (buf: Uint8Array, p: number): number => (buf[p]! << 24) | (buf[p + 1]! << 16) | (buf[p + 2]! << 8) | buf[p + 3]!
 
 export class RowDecoder {
   readonly fields: ReadonlyArray<RowField>
   readonly mode: "object" | "array"
+  /** Decodes one DataRow body into an object (object mode) or an array (array mode). */
+  readonly decode: DecodeRow
   private readonly decoders: ReadonlyArray<Decode>
   private readonly shape: ((values: ReadonlyArray<unknown>) => Record<string, unknown>) | undefined
   private readonly scratch: Array<unknown>
@@ -95,8 +178,23 @@ export class RowDecoder {
       if (f.format === 0) return codec.decodeText
       return fail("InvalidValue", `column ${JSON.stringify(f.name)} has format code ${f.format as number}`, "T")
     })
-    this.shape = this.mode === "object" ? makeShape(fields.map((f) => f.name)) : undefined
-    this.scratch = new Array(fields.length).fill(null)
+    const names = fields.map((f) => f.name)
+    const factory = options.compiled === false ? null : rowFactory(names, this.mode)
+    if (factory !== null) {
+      this.shape = undefined
+      this.scratch = []
+      this.decode = factory(this.decoders, {
+        checkCount: (buf, start, end) => this.checkCount(buf, start, end),
+        truncated: (i, p, need, end) => this.truncated(i, p, need, end),
+        badLength: (i, len, at) => this.badLength(i, len, at),
+        columnFailed: (e, i) => columnError(e, this.fields[i]!, i),
+        trailing: (p, end) => trailingBytes(p, end)
+      })
+    } else {
+      this.shape = this.mode === "object" ? makeShape(names) : undefined
+      this.scratch = new Array(fields.length).fill(null)
+      this.decode = (buf, start, end) => this.decodeGeneric(buf, start, end)
+    }
   }
 
   /** Compiles a decoder for one RowDescription. */
@@ -104,8 +202,8 @@ export class RowDecoder {
     return new RowDecoder(fields, registry, options)
   }
 
-  /** Decodes one DataRow body into an object (object mode) or an array (array mode). */
-  decode(buf: Uint8Array, start: number, end: number): Record<string, unknown> | Array<unknown> {
+  /** The loop `decode` uses when no compiled row function is available. */
+  private decodeGeneric(buf: Uint8Array, start: number, end: number): Record<string, unknown> | Array<unknown> {
     const n = this.decoders.length
     const values = this.mode === "array" ? new Array<unknown>(n) : this.scratch
     this.decodeInto(buf, start, end, values)
@@ -133,7 +231,7 @@ export class RowDecoder {
       }
       p += len
     }
-    if (p !== end) fail("TrailingBytes", `${end - p} unread byte(s) after the last column`, "D", p)
+    if (p !== end) trailingBytes(p, end)
   }
 
   private checkCount(buf: Uint8Array, start: number, end: number): number {
@@ -173,7 +271,7 @@ export class RowDecoder {
       offsets[2 * i + 1] = len
       if (len > 0) p += len
     }
-    if (p !== end) fail("TrailingBytes", `${end - p} unread byte(s) after the last column`, "D", p)
+    if (p !== end) trailingBytes(p, end)
     return new RawRow(this, buf, offsets)
   }
 

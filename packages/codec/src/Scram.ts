@@ -19,7 +19,7 @@
  *   small LRU keyed by a SHA-256 of the three, so a pool re-authenticating pays it once and no
  *   password is kept as a map key.
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
+import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
 import { Schema } from "effect"
 import { encodeUtf8 } from "./internal/utf8.ts"
 import { preparePassword } from "./SaslPrep.ts"
@@ -170,13 +170,38 @@ export class SaltedPasswordCache {
     return this.entries.size
   }
 
-  /** Hi(password, salt, iterations) of RFC 5802 (PBKDF2-HMAC-SHA-256); `password` is already prepared. */
-  get(password: Uint8Array, salt: Uint8Array, iterations: number): Uint8Array {
+  private keyOf(password: Uint8Array, salt: Uint8Array, iterations: number): string {
     const header = new Uint8Array(8)
     const view = new DataView(header.buffer)
     view.setUint32(0, iterations)
     view.setUint32(4, salt.length)
-    const key = createHash("sha256").update(header).update(salt).update(password).digest("base64")
+    return createHash("sha256").update(header).update(salt).update(password).digest("base64")
+  }
+
+  /**
+   * Computes Hi(password, salt, iterations) off the event loop (libuv's thread pool) and caches it, so
+   * the synchronous `get` that follows is a hit: a server asking for many iterations cannot stall the
+   * process. `password` is the raw password (prepared here, as the client does).
+   */
+  prefetch(password: string | Uint8Array, salt: Uint8Array, iterations: number): Promise<void> {
+    const prepared = preparePassword(password)
+    const key = this.keyOf(prepared, salt, iterations)
+    if (this.entries.has(key)) return Promise.resolve()
+    return new Promise((resolve, reject) =>
+      pbkdf2(prepared, salt, iterations, KEY_LENGTH, "sha256", (err, salted) => {
+        if (err !== null) return reject(err)
+        if (this.capacity > 0) {
+          if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!)
+          this.entries.set(key, new Uint8Array(salted))
+        }
+        resolve()
+      })
+    )
+  }
+
+  /** Hi(password, salt, iterations) of RFC 5802 (PBKDF2-HMAC-SHA-256); `password` is already prepared. */
+  get(password: Uint8Array, salt: Uint8Array, iterations: number): Uint8Array {
+    const key = this.keyOf(password, salt, iterations)
     const found = this.entries.get(key)
     if (found !== undefined) {
       this.hits++

@@ -428,6 +428,39 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
 
   yield* Effect.forkIn(wire.readLoop, scope)
   yield* Effect.forkIn(wire.writeLoop, scope)
+  if (config.idleTimeout !== undefined) {
+    // idle_timeout: a session with no request in flight (and no notification listener) for this long is
+    // closed with Terminate; `closed` and later requests report ConnectionError("Closed") whose cause is
+    // TimeoutError("Idle"). Polled (a quarter of the timeout, 10 ms..1 s) so the hot path is untouched.
+    const idleMs = Duration.toMillis(config.idleTimeout)
+    const every = Duration.millis(Math.min(1000, Math.max(10, Math.floor(idleMs / 4))))
+    yield* Effect.forkIn(
+      Effect.gen(function*() {
+        let seen = wire.submittedCount
+        let idleSince = Date.now()
+        while (wire.failure === undefined) {
+          yield* Effect.sleep(every)
+          if (wire.inFlight > 0 || wire.submittedCount !== seen || notificationListeners.size > 0) {
+            seen = wire.submittedCount
+            idleSince = Date.now()
+          } else if (Date.now() - idleSince >= idleMs) {
+            encodeFrontend(writer, { _tag: "Terminate" })
+            transport.writeNow(writer.take())
+            wire.fail(
+              new ConnectionError({
+                reason: "Closed",
+                message: `the session was closed after ${idleMs} ms idle (idle_timeout)`,
+                host: endpoint.host,
+                port: endpoint.port,
+                cause: new TimeoutError({ reason: "Idle", message: "idle_timeout", timeoutMillis: idleMs })
+              })
+            )
+          }
+        }
+      }),
+      scope
+    )
+  }
   yield* Scope.addFinalizer(
     scope,
     Effect.suspend(() => {

@@ -173,6 +173,21 @@ export class Transport {
     }
   }
 
+  /** `writeNow` for several buffers, written as they are in one corked writev (no copy to join them). */
+  writeManyNow(bufs: ReadonlyArray<Uint8Array>): boolean {
+    if (this.ended || this.socket.destroyed) return true
+    let ok = true
+    try {
+      this.socket.cork()
+      for (let i = 0; i < bufs.length; i++) ok = this.socket.write(bufs[i]!)
+    } catch {
+      return true
+    } finally {
+      this.socket.uncork()
+    }
+    return ok
+  }
+
   /** Completes when the socket's write buffer drained (or fails when the socket closed first). */
   readonly drained: Effect.Effect<void, ConnectionError> = Effect.callback<void, ConnectionError>((resume) => {
     if (this.ended || this.socket.destroyed) return resume(Effect.fail(this.closedError()))

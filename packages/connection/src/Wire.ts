@@ -204,9 +204,16 @@ export class Wire {
   private readonly flush = (): void => {
     this.flushScheduled = false
     if (this.failure !== undefined || this.holds > 0 || this.socketBlocked || this.outbox.length === 0) return
+    const total = this.outboxBytes
     const bufs = this.takeOutbox()
-    const data = bufs.length === 1 ? bufs[0]! : concat(bufs)
-    if (!this.transport.writeNow(data)) {
+    // Large views (COPY IN data sent as it came) go out in one corked writev, not copied into one buffer;
+    // many small messages are still joined (one copy is cheaper than many iovecs).
+    const written = bufs.length === 1
+      ? this.transport.writeNow(bufs[0]!)
+      : total >= WRITEV_MIN_BYTES && bufs.length <= WRITEV_MAX_BUFFERS
+      ? this.transport.writeManyNow(bufs)
+      : this.transport.writeNow(concat(bufs))
+    if (!written) {
       this.socketBlocked = true
       const w = this.writerWaiting
       this.writerWaiting = undefined
@@ -443,6 +450,10 @@ export class Wire {
     return step
   })
 }
+
+/** Outbox sizes from which a flush writes the buffers as they are (writev) instead of joining them. */
+const WRITEV_MIN_BYTES = 32 * 1024
+const WRITEV_MAX_BUFFERS = 64
 
 export const concat = (bufs: ReadonlyArray<Uint8Array>): Uint8Array => {
   let n = 0

@@ -10,7 +10,7 @@ import { FaultProxy } from "@pgfx/testing/FaultProxy"
 import * as Logical from "@pgfx/replication/Logical"
 import type * as Event from "@pgfx/replication/ChangeEvent"
 import * as Connection from "../src/Connection.ts"
-import { copyFrom } from "../src/Copy.ts"
+import { copyFrom, copyTo } from "../src/Copy.ts"
 import type { PgConfigInput } from "../src/PgConfig.ts"
 import * as Pool from "../src/Pool.ts"
 import { pg18, unixConfig } from "./helpers.ts"
@@ -20,10 +20,13 @@ const health = healthMonitor()
 beforeAll(() => health.start())
 afterAll(() => health.stop())
 
-/** A fault proxy in front of the shared PostgreSQL 18 (its unix socket: trust for the superuser). */
+/**
+ * A fault proxy in front of the shared PostgreSQL 18 over TCP loopback (trust for the superuser).
+ * TCP on both sides, so `cut({ reset: true })` can send a real RST (it cannot on a unix socket).
+ */
 const proxied = Effect.gen(function*() {
   const info = pg18()
-  const proxy = yield* FaultProxy.scoped({ path: `${info.socketDir}/.s.PGSQL.${info.port}` })
+  const proxy = yield* FaultProxy.scoped({ host: "127.0.0.1", port: info.port })
   const config = (extra: PgConfigInput = {}): PgConfigInput =>
     unixConfig(18, { host: proxy.host, port: proxy.port, sslMode: "disable", ...extra })
   return { proxy, config }
@@ -142,6 +145,22 @@ describe("Faults: cuts through the proxy against PostgreSQL 18", () => {
       const copied = yield* Effect.scoped(Effect.flatMap(Connection.make(config()), (c) =>
         Stream.run(Stream.range(1, 1000).pipe(Stream.map((i) => `${i}\tok\n`)), copyFrom(c, `copy ${table} from stdin`))))
       assert.strictEqual(copied, 1000)
+    }))
+
+  it.live("a cut during COPY TO STDOUT fails the stream with ConnectionError; a fresh connection copies it all", () =>
+    Effect.gen(function*() {
+      const { proxy, config } = yield* proxied
+      const conn = yield* Connection.make(config())
+      proxy.connections[proxy.connections.length - 1]!.cut({ afterBytes: 300_001, direction: "toClient" })
+      const sql = "copy (select i, repeat('y', 40) from generate_series(1, 200000) i) to stdout"
+      let received = 0
+      const o = yield* outcome(Stream.runForEach(copyTo(conn, sql), (b) => Effect.sync(() => (received += b.length))), 20_000)
+      assert.strictEqual(o._tag === "Failure" ? o.error._tag : o._tag, "ConnectionError", show(o))
+      assert.isAbove(received, 0)
+      assert.isBelow(received, 300_001)
+      const all = yield* Effect.scoped(Effect.flatMap(Connection.make(config()), (c) =>
+        Stream.runFold(copyTo(c, sql), () => 0, (n, b) => n + b.length)))
+      assert.isAbove(all, 200000 * 40)
     }))
 
   it.live("the pool recovers after every session is cut", () =>

@@ -28,6 +28,7 @@ import {
 } from "@pgfx/testing/MockServer"
 import { ScramServer } from "@pgfx/codec/Scram"
 import * as Connection from "../src/Connection.ts"
+import { startReplication } from "@pgfx/replication/ReplicationStream"
 import { copyTo } from "../src/Copy.ts"
 import type { PgConfigInput } from "../src/PgConfig.ts"
 import {
@@ -53,6 +54,7 @@ import {
   text,
   TYPED_ERRORS
 } from "./RobustnessHelpers.ts"
+import { unixConfig } from "./helpers.ts"
 
 const health = healthMonitor()
 beforeAll(() => health.start())
@@ -398,10 +400,10 @@ const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64")
 const utf8 = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes ?? new Uint8Array(0))
 
 /** The client nonce of a client-first-message ("n,,n=,r=<nonce>"). */
-const clientNonceOf = (clientFirst: string): string => /(?:^|,)r=([^,]*)/.exec(clientFirst.slice(clientFirst.indexOf(",", clientFirst.indexOf(",") + 1) + 1))![1]!
+const clientNonceOf = (clientFirst: string): string => clientFirst.split(",").find((a) => a.startsWith("r="))!.slice(2)
 
 /** A SCRAM server that forges its answers: `serverFirst` builds the server-first-message from the client nonce. */
-const forgedScram = (serverFirst: (clientNonce: string) => string, options: { readonly afterFirst?: "hang" } = {}): Script => [
+const forgedScram = (serverFirst: (clientNonce: string) => string): Script => [
   expectMessage("StartupMessage"),
   send({ _tag: "AuthenticationSASL", mechanisms: ["SCRAM-SHA-256"] }),
   step("forged server-first", async (ctx) => {
@@ -410,7 +412,6 @@ const forgedScram = (serverFirst: (clientNonce: string) => string, options: { re
     const nonce = clientNonceOf(utf8(initial.data ?? undefined))
     ctx.send({ _tag: "AuthenticationSASLContinue", data: new TextEncoder().encode(serverFirst(nonce)) })
   }),
-  ...(options.afterFirst === "hang" ? [hang()] : []),
   hang()
 ]
 
@@ -477,6 +478,40 @@ describe("Robustness: authentication is mutual", () => {
       assert.isBelow(elapsedMs, 1000)
       assert.isBelow(health.maxDelayMs(), 500)
     }))
+
+  it.live("a server asking for 5,000,000 SCRAM iterations does not stall the event loop", () =>
+    Effect.gen(function*() {
+      const salt = b64(crypto.getRandomValues(new Uint8Array(16)))
+      health.reset()
+      const { outcome: o, server } = yield* attack(
+        [
+          ...forgedScram((n) => `r=${n}server,s=${salt},i=5000000`).slice(0, -1),
+          expectMessage("SASLResponse"),
+          close()
+        ],
+        simple(),
+        { ...scramConfig, connectTimeout: 20 },
+        20_000
+      )
+      // The client did the work (it sent its proof), then the server hung up.
+      assertFails(o, "ConnectionError")
+      assert.isTrue(server.connections[0]!.messages.some((m) => m._tag === "SASLResponse"))
+      assert.isBelow(health.maxDelayMs(), 300, `event loop stalled ${health.maxDelayMs()} ms`)
+    }), 30_000)
+
+  it.live("the connect timeout interrupts a long SCRAM computation", () =>
+    Effect.gen(function*() {
+      const salt = b64(crypto.getRandomValues(new Uint8Array(16)))
+      health.reset()
+      const { outcome: o, elapsedMs } = yield* attack(
+        forgedScram((n) => `r=${n}server,s=${salt},i=10000000`),
+        simple(),
+        { ...scramConfig, connectTimeout: 2 }
+      )
+      assertFails(o, "TimeoutError", "Startup")
+      assert.isBelow(elapsedMs, 3000)
+      assert.isBelow(health.maxDelayMs(), 300, `event loop stalled ${health.maxDelayMs()} ms`)
+    }), 30_000)
 
   it.live("a wrong server signature in SASLFinal is refused, and the session never starts", () =>
     Effect.gen(function*() {
@@ -595,6 +630,73 @@ describe("Robustness: time is bounded at every phase", () => {
       const fromConfig = yield* attack(script, (conn) => conn.query("select 1"), { statementTimeout: 300 })
       assertFails(fromConfig.outcome, "TimeoutError", "Statement")
       assert.isBelow(fromConfig.elapsedMs, 2500)
+    }))
+})
+
+describe("Robustness: protocol state during streaming replication", () => {
+  const copyBoth: BackendMessage = { _tag: "CopyBothResponse", format: 0, columnFormats: [] } as never
+  const xlog = (body: Uint8Array) => frame("d", body)
+  const validXLog = xlog(cat(text("w"), new Uint8Array(24), text("BEGIN")))
+  const cases: ReadonlyArray<readonly [string, Uint8Array]> = [
+    ["a CopyData with an unknown sub-message tag", xlog(cat(text("x"), new Uint8Array(8)))],
+    ["a truncated XLogData header", xlog(cat(text("w"), new Uint8Array(5)))],
+    ["a truncated keepalive", xlog(cat(text("k"), new Uint8Array(3)))],
+    ["a DataRow in the middle of CopyBoth", dataRow("x")]
+  ]
+  for (const [name, bytes] of cases) {
+    it.live(`${name} ends the stream with a ProtocolError`, () =>
+      Effect.gen(function*() {
+        const { outcome: o } = yield* attack(
+          [...trustStartup(), expectMessage("Query"), send(copyBoth), sendBytes(validXLog), sendBytes(bytes), hang()],
+          (conn) =>
+            Effect.scoped(
+              Effect.flatMap(
+                startReplication(conn, "START_REPLICATION SLOT s LOGICAL 0/0", { mode: "logical", statusInterval: 0 }),
+                (stream) => Stream.runDrain(stream.messages)
+              )
+            ),
+          { replication: "database" }
+        )
+        assertFails(o, "ProtocolError")
+      }))
+  }
+})
+
+describe("Robustness: idle_timeout", () => {
+  it.live("a session idle for idle_timeout is closed with Terminate; later requests fail typed", () =>
+    Effect.gen(function*() {
+      const { outcome: o, server, elapsedMs } = yield* attack(
+        [...trustStartup(), expectMessage("Query"), sendBytes(cat(commandComplete("SELECT 0"), readyForQuery())), hang()],
+        (conn) =>
+          Effect.gen(function*() {
+            yield* conn.simple("select")
+            const closed = yield* conn.closed
+            assert.strictEqual(closed._tag, "ConnectionError")
+            assert.strictEqual((closed.cause as { _tag?: string; reason?: string } | undefined)?.reason, "Idle")
+            return yield* conn.simple("select")
+          }),
+        { idleTimeout: 300 }
+      )
+      assertFails(o, "ConnectionError", "Closed", "idle_timeout")
+      assert.isBelow(elapsedMs, 2000)
+      yield* Effect.sleep("50 millis")
+      assert.include(server.connections[0]!.messages.map((m) => m._tag), "Terminate")
+    }))
+
+  it.live("a busy session is never closed by idle_timeout (PostgreSQL 18)", () =>
+    Effect.gen(function*() {
+      const conn = yield* Connection.make(unixConfig(18, { idleTimeout: 300 }))
+      const started = Date.now()
+      // Short gaps, and one statement longer than the timeout: neither counts as idle.
+      while (Date.now() - started < 900) {
+        yield* conn.query("select 1")
+        yield* Effect.sleep("100 millis")
+      }
+      yield* conn.query("select pg_sleep(0.5)")
+      assert.isTrue(conn.isOpen())
+      const closed = yield* conn.closed
+      assert.strictEqual(closed._tag, "ConnectionError")
+      assert.isFalse(conn.isOpen())
     }))
 })
 
@@ -752,7 +854,7 @@ describe("Robustness: generative server byte streams", () => {
               outcome(
                 Effect.scoped(
                   Effect.flatMap(Connection.make(mockConfig(server.port, { statementTimeout: 400 })), (conn) => conn.simple("select"))
-                ) as Effect.Effect<ReadonlyArray<Connection.ConnectionApi extends never ? never : { rows: ReadonlyArray<unknown> }>, { _tag: string; message: string }>,
+                ),
                 5000
               )
             )

@@ -177,4 +177,3 @@ export const retainedHeap = (): number => {
   return process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers
 }
 
-export const sleepMs = (ms: number) => Effect.promise(() => new Promise<void>((r) => setTimeout(r, ms)))

@@ -28,7 +28,7 @@ import { Reader } from "@pgfx/codec/internal/Reader"
 import { decodeUtf8 } from "@pgfx/codec/internal/utf8"
 import { ProtocolError } from "@pgfx/codec/ProtocolError"
 import type { ConnectionApi } from "@pgfx/connection/Connection"
-import { type PgError, type PgServerError, serverError } from "@pgfx/connection/PgError"
+import { InvalidRequestError, type PgError, type PgServerError, serverError } from "@pgfx/connection/PgError"
 import { encodeSimpleQuery, errorFieldsOf } from "@pgfx/connection/Query"
 import type { Pending, WireError } from "@pgfx/connection/Wire"
 import { quoteLiteral } from "./Commands.ts"
@@ -91,7 +91,9 @@ export const baseBackupCommand = (options: BaseBackupOptions = {}): string => {
   if (options.manifest !== undefined) parts.push(`MANIFEST ${quoteLiteral(options.manifest)}`)
   if (options.manifestChecksums !== undefined) parts.push(`MANIFEST_CHECKSUMS ${quoteLiteral(options.manifestChecksums)}`)
   if (options.maxRate !== undefined) {
-    if (!Number.isSafeInteger(options.maxRate) || options.maxRate < 0) throw new RangeError(`invalid MAX_RATE ${options.maxRate}`)
+    if (!Number.isSafeInteger(options.maxRate) || options.maxRate < 0) {
+      throw new InvalidRequestError({ reason: "Other", message: `invalid MAX_RATE ${options.maxRate}` })
+    }
     parts.push(`MAX_RATE ${options.maxRate}`)
   }
   bool("TABLESPACE_MAP", options.tablespaceMap)
@@ -269,7 +271,8 @@ export const baseBackup = (conn: ConnectionApi, options: BaseBackupOptions = {})
     Effect.gen(function*() {
       const command = yield* Effect.try({
         try: () => baseBackupCommand(options),
-        catch: (e) => new ProtocolError({ reason: "EncodeInvalid", message: e instanceof Error ? e.message : String(e) })
+        catch: (e) =>
+          e instanceof InvalidRequestError ? e : new InvalidRequestError({ reason: "Other", message: e instanceof Error ? e.message : String(e) })
       })
       const queue = yield* Queue.bounded<ReadonlyArray<BaseBackupEvent>, PgError | Cause.Done>(Math.max(1, options.bufferChunks ?? 16))
       const request = new BaseBackupRequest(conn, command, queue)

@@ -24,7 +24,9 @@
  * - Other output plugins: raw passthrough (`{ _tag: "Raw", lsn, walEnd, data }`, data copied) or, for
  *   test_decoding, parsed records (`format: "typed"`).
  * - Schema-typed tables: `tables: { "schema.table": schema }` decodes `new` and `old` rows of those
- *   tables with the schema (once per row); other tables stay on the hand-written path.
+ *   tables with the schema (once per row); other tables stay on the hand-written path. A column that
+ *   can be TOASTed may hold the `Unchanged` marker in an Update's `new` row: its schema must accept it.
+ *   A row the schema refuses fails the stream with TableDecodeError (never skipped silently).
  */
 import { Duration, Effect, Option, Schema, type Scope, Stream } from "effect"
 import type * as Cause from "effect/Cause"

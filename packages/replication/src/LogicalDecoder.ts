@@ -12,6 +12,9 @@
  *   intermediate TupleData objects, one decode function per column chosen when the Relation arrives
  *   ('t' columns through the codec's text decoder, 'b' columns through its binary decoder). Every
  *   read is bounds-checked against the message; anything malformed throws ProtocolError, nothing else.
+ * - Row objects of one relation share one shape: they are built by a per-relation constructor (an
+ *   object literal with the column names as constant keys), never by adding keys one by one, which
+ *   would leave V8 dictionary-mode objects (several times slower to build and larger to keep).
  * - 'u' (unchanged TOASTed) columns become the `Unchanged` marker, 'n' becomes null. A 'K' old tuple
  *   yields only the key columns (REPLICA IDENTITY DEFAULT / USING INDEX); an 'O' old tuple the whole
  *   old row (FULL).
@@ -43,6 +46,28 @@ interface CachedRelation {
   readonly codecs: ReadonlyArray<ValueCodec<unknown>>
   readonly isKey: ReadonlyArray<boolean>
   readonly keyCount: number
+  /** Builds a whole row object from the decoder's scratch values (one fixed shape per relation). */
+  readonly makeRow: (values: ReadonlyArray<unknown>) => Record<string, unknown>
+}
+
+/**
+ * A row constructor for these column names: an object literal with constant keys, so every row of a
+ * relation shares one hidden class and is built without dictionary transitions. Falls back to a loop
+ * where code generation is unavailable or a name would be special in a literal (`__proto__`).
+ */
+const rowMaker = (names: ReadonlyArray<string>): ((values: ReadonlyArray<unknown>) => Record<string, unknown>) => {
+  const loop = (values: ReadonlyArray<unknown>) => {
+    const row: Record<string, unknown> = {}
+    for (let i = 0; i < names.length; i++) row[names[i]!] = values[i]
+    return row
+  }
+  if (names.length > 200 || names.includes("__proto__") || new Set(names).size !== names.length) return loop
+  try {
+    const body = `return {${names.map((n, i) => `${JSON.stringify(n)}: v[${i}]`).join(", ")}}`
+    return new Function("v", body) as (values: ReadonlyArray<unknown>) => Record<string, unknown>
+  } catch {
+    return loop
+  }
 }
 
 export interface TypeInfo {
@@ -82,6 +107,8 @@ export class LogicalDecoder {
   private pos = 0
   private end = 0
   private messageType = "I"
+  /** Values of the row being decoded (object mode), copied out by the relation's `makeRow`. */
+  private readonly scratch: Array<unknown> = []
 
   constructor(options: LogicalDecoderOptions) {
     const v = options.protocolVersion
@@ -191,8 +218,9 @@ export class LogicalDecoder {
     }
     const isKey = cached.isKey
     const asArray = this.rowMode === "array"
-    const array: Array<unknown> | undefined = asArray ? new Array(keysOnly ? cached.keyCount : n) : undefined
-    const object: Record<string, unknown> | undefined = asArray ? undefined : {}
+    // Arrays are built directly; whole objects through the relation's row maker; key-only objects by hand.
+    const array: Array<unknown> = asArray ? new Array(keysOnly ? cached.keyCount : n) : this.scratch
+    const object: Record<string, unknown> | undefined = !asArray && keysOnly ? {} : undefined
     let k = 0
     for (let i = 0; i < n; i++) {
       if (p >= end) {
@@ -236,11 +264,14 @@ export class LogicalDecoder {
         )
       }
       if (keysOnly && !isKey[i]) continue
-      if (array !== undefined) array[k++] = value
-      else object![names[i]!] = value
+      if (object !== undefined) object[names[i]!] = value
+      else array[k++] = value
     }
     this.pos = p
-    return array ?? object!
+    if (asArray) return array
+    if (object !== undefined) return object
+    // The scratch keeps its length (and last values) for the next row: no regrowth per row.
+    return cached.makeRow(array)
   }
 
   private u8(): number {
@@ -423,9 +454,11 @@ export class LogicalDecoder {
       columns
     }
     const isKey = columns.map((c) => c.isKey)
+    const names = columns.map((c) => c.name)
     this.relations.set(m.relationOid, {
       relation,
-      names: columns.map((c) => c.name),
+      names,
+      makeRow: rowMaker(names),
       codecs: columns.map((c) => this.registry.get(c.typeOid)),
       isKey,
       keyCount: isKey.filter((k) => k).length

@@ -446,10 +446,10 @@ export const startReplication = (
         const f = feedback?.()
         if (f !== undefined) request.sendFeedback(f)
       })
-      const timer = yield* Effect.forkScoped(
+      // Stops when the command is done (or with the Scope).
+      yield* Effect.forkScoped(
         Effect.sleep(interval).pipe(Effect.andThen(tick), Effect.forever, Effect.raceFirst(Deferred.await(done)), Effect.ignore)
       )
-      void timer
     }
 
     // Only non-empty batches are offered (see afterChunk).

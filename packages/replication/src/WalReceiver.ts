@@ -149,6 +149,7 @@ export const walReceiver = (
       }
 
       const switches: Array<WalReceiverEvent> = []
+      let failure: WalReceiverError | undefined
       const replication = yield* physicalReplication(conn, {
         slot: options.slot,
         startLsn,
@@ -160,18 +161,22 @@ export const walReceiver = (
         onTimelineSwitch: (from, next) =>
           Effect.gen(function*() {
             // The old timeline's last segment stays .partial; the new timeline's history file is kept.
-            closeCurrent(false)
+            try {
+              closeCurrent(false)
+            } catch (e) {
+              failure = fsError("cannot close", dir)(e)
+            }
             const history = yield* timelineHistory(conn, next.timeline)
             const path = Path.join(dir, history.fileName)
-            yield* Effect.try({
-              try: () => {
-                Fs.writeFileSync(path, history.content)
-                const fd = Fs.openSync(path, "r")
-                Fs.fsyncSync(fd)
-                Fs.closeSync(fd)
-              },
-              catch: fsError("cannot write", path)
-            }).pipe(Effect.orDie)
+            try {
+              Fs.writeFileSync(path, history.content)
+              const fd = Fs.openSync(path, "r")
+              Fs.fsyncSync(fd)
+              Fs.closeSync(fd)
+            } catch (e) {
+              // Reported by the next batch (this callback may only fail with the server's errors).
+              failure = fsError("cannot write", path)(e)
+            }
             switches.push({ _tag: "TimelineSwitched", from, timeline: next.timeline, switchpoint: next.switchpoint })
           })
       })
@@ -202,6 +207,7 @@ export const walReceiver = (
 
       /** Writes one batch; returns the segments it completed. */
       const writeBatch = (batch: ReadonlyArray<PhysicalWal>): Array<WalReceiverEvent> => {
+        if (failure !== undefined) throw failure
         const events: Array<WalReceiverEvent> = switches.splice(0)
         for (const chunk of batch) {
           if (current !== undefined && current.timeline !== chunk.timeline) closeCurrent(false)

@@ -139,9 +139,12 @@ describe("Commands against PostgreSQL", () => {
         const dup = yield* Effect.exit(Commands.createReplicationSlot(conn, name2, Commands.logical("pgoutput"), { snapshot: "nothing" }))
         assert.strictEqual(failureCode(dup), "42710")
         if (version === 18) {
-          yield* Commands.alterReplicationSlot(conn, name2, { failover: true })
-          const after = yield* sql.query<{ failover: boolean }>("select failover from pg_replication_slots where slot_name = $1", [name2])
-          assert.deepStrictEqual(after.rows, [{ failover: true }])
+          yield* Commands.alterReplicationSlot(conn, name2, { failover: true, twoPhase: true })
+          const after = yield* sql.query<{ failover: boolean; two_phase: boolean }>(
+            "select failover, two_phase from pg_replication_slots where slot_name = $1",
+            [name2]
+          )
+          assert.deepStrictEqual(after.rows, [{ failover: true, two_phase: true }])
         }
         yield* Commands.dropReplicationSlot(conn, name2, { wait: true })
         const gone = yield* sql.query("select 1 from pg_replication_slots where slot_name = $1", [name2])

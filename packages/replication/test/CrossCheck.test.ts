@@ -299,7 +299,7 @@ const crossCheck = (major: 15 | 18) =>
       // The streamed variants really streamed the big transaction; the two-phase ones really prepared.
       if (v.version >= 2) assert.isTrue(transactions.some((t) => t.streamed), `v${v.version}: a transaction was streamed`)
       if (v.version >= 3) assert.isTrue(transactions.some((t) => t.kind === "prepare"), `v${v.version}: two-phase`)
-      const ours = normalizePgoutput(events)
+      const ourTransactions = normalizePgoutput(events)
       // Column types from the relations we were sent (the last shape of each table wins; columns only grow).
       const types = new Map<string, number>()
       for (const t of transactions) {
@@ -308,11 +308,26 @@ const crossCheck = (major: 15 | 18) =>
         }
       }
       const registry = TypeRegistry.make()
-      const theirs = normalizeTestDecoding(records, (table, column) => {
+      const theirTransactions = normalizeTestDecoding(records, (table, column) => {
         const oid = types.get(`${table}.${column}`)
         if (oid === undefined) throw new Error(`no type for ${table}.${column}`)
         return oid
       }, registry)
+      // Binary values of types without a binary codec stay bytes (by design): compare only their presence.
+      const opaque = (table: string, column: string) => v.binary && !registry.hasBinary(types.get(`${table}.${column}`)!)
+      const masked = (ts: Array<Array<Change>>) =>
+        ts.map((t) =>
+          t.map((c): Change => {
+            if (c.op !== "INSERT" && c.op !== "UPDATE" && c.op !== "DELETE") return c
+            const mask = (row: Values | undefined) =>
+              row === undefined
+                ? undefined
+                : Object.fromEntries(Object.entries(row).map(([k, x]) => [k, x !== null && x !== Unchanged && opaque(c.table, k) ? "<opaque>" : x]))
+            return { ...c, old: mask(c.old), new: mask(c.new) }
+          })
+        )
+      const ours = masked(ourTransactions)
+      const theirs = masked(theirTransactions)
       const summary = (ts: Array<Array<Change>>) => ts.map((t) => t.map((c) => `${c.op}${"table" in c ? " " + c.table : ""}`).join(",").slice(0, 120))
       assert.deepStrictEqual(summary(ours), summary(theirs), `PostgreSQL ${major}, v${v.version}: transactions`)
       assert.strictEqual(ours.length, theirs.length, `PostgreSQL ${major}, v${v.version}${v.binary ? " binary" : ""}: transaction count`)

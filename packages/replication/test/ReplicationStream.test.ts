@@ -28,11 +28,14 @@ const slotState = (sql: Connection.ConnectionApi, slot: string) =>
     (r) => Lsn.fromStringUnsafe(r.rows[0]!.c ?? "0/0")
   )
 
-describe("ReplicationStream: acknowledgements (logical, test_decoding, PostgreSQL 18)", () => {
+describe("ReplicationStream: acknowledgements (logical, test_decoding, private PostgreSQL 18)", () => {
+  // A private server: on a shared one, other tests' transactions would reach this slot too.
   it.live("reports only acknowledged positions while a transaction is unacknowledged; advances an idle slot on keepalives", () =>
     Effect.gen(function*() {
-      const repl = yield* Connection.make(unixConfig(18, { replication: "database" }))
-      const sql = yield* Connection.make(unixConfig(18))
+      const server = yield* privateServer(18)
+      const config = configFor(server.info)
+      const repl = yield* Connection.make({ ...config, replication: "database" })
+      const sql = yield* Connection.make(config)
       const table = `pgfx_ack_${process.pid}`
       yield* sql.simple(`create table if not exists ${table}(id int)`)
       const slot = uniqueSlot("pgfx_ack")
@@ -76,6 +79,22 @@ describe("ReplicationStream: acknowledgements (logical, test_decoding, PostgreSQ
       yield* Commands.dropReplicationSlot(repl, slot)
       yield* sql.simple(`drop table ${table}`)
     }), { timeout: 60_000 })
+})
+
+describe("ReplicationStream: errors", () => {
+  it.live("a refused START_REPLICATION is the server's error, and the connection stays usable (PostgreSQL 18 and 15)", () =>
+    Effect.gen(function*() {
+      for (const version of [18, 15] as const) {
+        const repl = yield* Connection.make(unixConfig(version, { replication: "true" }))
+        const exit = yield* Effect.exit(Effect.scoped(
+          startReplication(repl, Commands.startPhysicalCommand({ slot: "pgfx_no_such_slot", startLsn: Lsn.fromStringUnsafe("0/1000000") }))
+        ))
+        assert.isTrue(Exit.isFailure(exit))
+        const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
+        assert.strictEqual((error as { error: { code: string } } | undefined)?.error.code, "42704")
+        assert.strictEqual((yield* Commands.identifySystem(repl)).timeline, 1)
+      }
+    }))
 })
 
 describe("ReplicationStream: hot standby feedback (physical, PostgreSQL 18)", () => {

@@ -138,14 +138,19 @@ describe("WalReceiver (private PostgreSQL 18)", () => {
         const theirs = (yield* sql.query<{ b: Uint8Array }>("select pg_read_binary_file($1) as b", [`pg_wal/${s.fileName}`])).rows[0]!.b
         assert.isTrue(Buffer.from(theirs).equals(mine), `${s.fileName} differs from the server's`)
       }
-      // The history file is the server's; timeline 1's last segment is .partial, its bytes up to the
-      // switchpoint equal to the server's own .partial.
+      // The history file is the server's; timeline 1's last segment is .partial and holds the server's
+      // bytes up to the switchpoint.
       assert.strictEqual(Fs.readFileSync(Path.join(dir, "00000002.history"), "utf8"), history.content)
       const partialName = `${Lsn.walFileName(1, switchSegno)}.partial`
       const mine = Fs.readFileSync(Path.join(dir, partialName))
       const upTo = Lsn.segmentOffset(switchpoint)
       assert.strictEqual(mine.length, upTo)
-      const theirs = (yield* sql.query<{ b: Uint8Array }>("select pg_read_binary_file($1, 0, $2) as b", [`pg_wal/${partialName}`, upTo])).rows[0]!.b
+      // (Without archiving the server keeps no copy of its own; the promotion copied these bytes into
+      // the first segment of timeline 2.)
+      const theirs = (yield* sql.query<{ b: Uint8Array }>(
+        "select pg_read_binary_file($1, 0, $2) as b",
+        [`pg_wal/${Lsn.walFileName(2, switchSegno)}`, upTo]
+      )).rows[0]!.b
       assert.isTrue(Buffer.from(theirs).equals(mine), "the old timeline's partial segment")
       assert.isFalse(Fs.existsSync(Path.join(dir, Lsn.walFileName(1, switchSegno))))
     }), { timeout: 120_000 })

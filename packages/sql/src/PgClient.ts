@@ -114,7 +114,7 @@ export interface PgClient extends Client.SqlClient {
    * door to every pgfx API: `Copy`, `Notifications`, `prepare`, `internal`…).
    */
   readonly withConnection: <A, E, R>(f: (conn: ConnectionApi) => Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
-  /** A pgfx connection for the current Scope (the transaction's, or a pinned session). */
+  /** A pgfx connection for the current Scope (the transaction's, or a session held for the Scope). */
   readonly reserveConnection: Effect.Effect<ConnectionApi, SqlError, Scope.Scope>
   /**
    * LISTENs on `channel` on a session held until the Scope closes (as `@effect/sql-pg`'s `listen`):
@@ -158,6 +158,7 @@ export const PgClient = Context.Service<PgClient>("@pgfx/sql/PgClient")
 interface Target {
   readonly query: <A = Row>(sql: string, params?: ReadonlyArray<unknown>, options?: QueryOptions) => Effect.Effect<QueryResult<A>, PgError>
   readonly stream: <A = Row>(sql: string, params?: ReadonlyArray<unknown>, options?: StreamOptions) => Stream.Stream<A, PgError>
+  readonly simple: (sql: string, options?: QueryOptions) => Effect.Effect<ReadonlyArray<QueryResult>, PgError>
 }
 
 type TransformRows = (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
@@ -217,7 +218,17 @@ export class PgfxConnection implements SqlConnection.Connection {
       onSuccess: rowsOf
     })
   }
+  /** Without parameters: the simple protocol, so a script of several statements runs (rows of the last one). */
   executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    if (params.length === 0) {
+      return Effect.mapBothEager(this.target.simple(sql), {
+        onFailure: failUnprepared,
+        onSuccess: (results): ReadonlyArray<any> => {
+          const rows = results.length === 0 ? [] : results[results.length - 1]!.rows
+          return transformRows === undefined ? rows : transformRows(rows)
+        }
+      })
+    }
     return Effect.mapBothEager(this.target.query(sql, params, OBJECT_UNNAMED), {
       onFailure: failUnprepared,
       onSuccess: transformRows === undefined ? rowsOf : (r: QueryResult<any>) => transformRows(r.rows)
@@ -287,19 +298,18 @@ interface Backend {
   /** Plain statements: lend the shared connection. */
   readonly plain: PgfxConnection
   readonly borrower: SqlConnection.Borrower
-  /** A pinned session for the Scope (transactions, reserve, listen, COPY). */
+  /** A session for the Scope that nothing else uses meanwhile (transactions, `reserve`). */
   readonly reserve: Effect.Effect<ConnectionApi, SqlError, Scope.Scope>
+  /** A session held for the Scope (LISTEN, COPY, `withConnection`): pinned on a pool, shared on one connection. */
+  readonly hold: Effect.Effect<ConnectionApi, SqlError, Scope.Scope>
+  /** A session for a listener's lifetime: pinned on a pool; on one connection, the connection (no gate: LISTEN never blocks a transaction). */
+  readonly listenOn: Effect.Effect<ConnectionApi, SqlError, Scope.Scope>
 }
 
 const poolBackend = (pool: Pool.PgPoolApi, prepare: boolean): Backend => {
   const plain = new PgfxConnection(pool, undefined, prepare)
-  return {
-    pool,
-    pgConfig: pool.config,
-    plain,
-    borrower: (f) => f(plain),
-    reserve: Effect.mapError(reservePooled(pool), (e) => toSqlError(e, "reserve"))
-  }
+  const reserve = Effect.mapError(reservePooled(pool), (e) => toSqlError(e, "reserve"))
+  return { pool, pgConfig: pool.config, plain, borrower: (f) => f(plain), reserve, hold: reserve, listenOn: reserve }
 }
 
 const connectionBackend = (conn: ConnectionApi, prepare: boolean): Backend => {
@@ -316,7 +326,9 @@ const connectionBackend = (conn: ConnectionApi, prepare: boolean): Backend => {
     pgConfig: conn.config,
     plain,
     borrower: (f) => withPermit(f(plain)),
-    reserve: Effect.as(gate.takeScoped(GATE_PERMITS), conn)
+    reserve: Effect.as(gate.takeScoped(GATE_PERMITS), conn),
+    hold: Effect.as(gate.takeScoped(1), conn),
+    listenOn: Effect.succeed(conn)
   }
 }
 
@@ -355,7 +367,8 @@ const makeWith = (
       releaseSavepoint: (name) => `RELEASE SAVEPOINT ${name}`,
       isTransaction: (conn) => {
         const session = (conn as PgfxConnection).session
-        return session === undefined || !session.isOpen() || session.transactionStatus() !== "I"
+        // A closed session has no transaction left to end (and ROLLBACK on it could only fail).
+        return session === undefined || (session.isOpen() && session.transactionStatus() !== "I")
       },
       spanAttributes: [
         ...(options.spanAttributes ? Object.entries(options.spanAttributes) : []),
@@ -373,7 +386,7 @@ const makeWith = (
 
     const reserveConnection: Effect.Effect<ConnectionApi, SqlError, Scope.Scope> = Effect.flatMap(
       currentSession,
-      (session) => (session !== undefined ? Effect.succeed(session) : backend.reserve)
+      (session) => (session !== undefined ? Effect.succeed(session) : backend.hold)
     )
 
     const withConnection = <A, E, R>(f: (conn: ConnectionApi) => Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
@@ -382,9 +395,12 @@ const makeWith = (
     const mapPg = <A, E, R>(effect: Effect.Effect<A, E, R>, operation: string) =>
       Effect.mapError(effect, (e) => toSqlError(e, operation) as E extends PgError ? SqlError : SqlError)
 
+    // A listener outlives any transaction it is started in: it never uses the transaction's session.
+    const listenConnection = backend.listenOn
+
     const listenStream = (channel: string, listenOptions?: Notifications.ListenOptions): Stream.Stream<Notification, SqlError> =>
       Stream.unwrap(
-        Effect.flatMap(reserveConnection, (conn) =>
+        Effect.flatMap(listenConnection, (conn) =>
           Effect.map(
             Effect.mapError(Notifications.listenScoped(conn, channel, listenOptions), (e) => toSqlError(e, "listen")),
             (s) => Stream.mapError(s, (e) => toSqlError(e, "listen"))
@@ -393,7 +409,7 @@ const makeWith = (
 
     const listen = (channel: string) =>
       Effect.gen(function*() {
-        const conn = yield* reserveConnection
+        const conn = yield* listenConnection
         const stream = yield* Effect.mapError(Notifications.listenScoped(conn, channel), (e) => toSqlError(e, "listen"))
         const queue = yield* Queue.bounded<Notification, SqlError | Cause.Done>(Notifications.DEFAULT_BUFFER_SIZE)
         yield* Effect.forkScoped(Stream.runIntoQueue(Stream.mapError(stream, (e) => toSqlError(e, "listen")), queue))
@@ -420,8 +436,8 @@ const makeWith = (
       reserveConnection,
       listen,
       listenStream,
-      notify: (channel: string, payload: string) =>
-        withConnection((conn) => mapPg(Notifications.notify(conn, channel, payload), "notify")),
+      // A plain statement: on the transaction's session inside one (delivered at COMMIT), else shared.
+      notify: (channel: string, payload: string) => Effect.asVoid(client`select pg_notify(${channel}, ${payload})`.unprepared),
       copyFrom: <E, R>(sql: string, source: Stream.Stream<Uint8Array | string, E, R>, copyOptions?: Copy.CopyFromOptions) =>
         withConnection((conn) =>
           Stream.run(source, Sink.mapError(Copy.copyFrom(conn, sql, copyOptions), (e) => toSqlError(e, "copyFrom")))),

@@ -3,7 +3,7 @@
  * savepoints, streaming, errors (reasons), SqlSchema, and the single-connection client.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Config, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Stream, String as Str } from "effect"
+import { Cause, Config, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream, String as Str } from "effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import { SqlError } from "effect/sql/SqlError"
 import * as SqlSchema from "effect/sql/SqlSchema"
@@ -14,8 +14,9 @@ import * as PgClient from "../src/PgClient.ts"
 import { clientConfig, freshTable } from "./helpers.ts"
 
 const pooled = PgClient.layer(clientConfig({ maxConnections: 4 }))
-const provide = <A, E>(effect: Effect.Effect<A, E, PgClient.PgClient | SqlClient.SqlClient>) =>
-  Effect.provide(effect, pooled)
+/** Runs `effect` in its own Scope inside the client layer, so its finalizers run before the pool closes. */
+const provide = <A, E>(effect: Effect.Effect<A, E, PgClient.PgClient | SqlClient.SqlClient | Scope.Scope>) =>
+  Effect.provide(Effect.scoped(effect), pooled)
 
 const backendPid = (sql: SqlClient.SqlClient) =>
   Effect.map(sql<{ pid: number }>`select pg_backend_pid() as pid`, (rows) => rows[0]!.pid)
@@ -51,6 +52,15 @@ describe("PgClient: statements", () => {
       assert.deepStrictEqual(unprepared, [{ n: 5 }])
     })))
 
+  it.live("unprepared without parameters runs a script (simple protocol): rows of the last statement", () =>
+    provide(Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const rows = yield* sql`create temp table script_probe (x int); insert into script_probe values (1), (2); select sum(x)::int as s from script_probe`.unprepared
+      assert.deepStrictEqual(rows, [{ s: 3 }])
+      const prepared = yield* Effect.flip(sql`select 1; select 2`)
+      assert.strictEqual((prepared as SqlError).reason._tag, "SqlSyntaxError")
+    })))
+
   it.live("JSON and array fragments and parameters round-trip", () =>
     provide(Effect.gen(function*() {
       const sql = yield* PgClient.PgClient
@@ -80,7 +90,7 @@ describe("PgClient: statements", () => {
       assert.deepStrictEqual(streamed, [{ orderId: 1 }])
       const plain = sql.withoutTransforms()
       assert.deepStrictEqual(yield* plain`select order_id from ${plain(t)}`, [{ order_id: 1 }])
-    }).pipe(Effect.provide(PgClient.layer(clientConfig({ transformQueryNames: Str.camelToSnake, transformResultNames: Str.snakeToCamel })))))
+    }).pipe(Effect.scoped, Effect.provide(PgClient.layer(clientConfig({ transformQueryNames: Str.camelToSnake, transformResultNames: Str.snakeToCamel })))))
 
   it.live("prepare: false runs statements unnamed (nothing left in pg_prepared_statements)", () =>
     Effect.gen(function*() {
@@ -88,7 +98,7 @@ describe("PgClient: statements", () => {
       yield* sql`select ${1}::int as a`
       const prepared = yield* sql.withConnection((conn) => conn.query("select count(*)::int as n from pg_prepared_statements", [], { prepare: false }))
       assert.strictEqual(prepared.rows[0]!["n"], 0)
-    }).pipe(Effect.provide(PgClient.layer(clientConfig({ prepare: false, maxConnections: 1 })))))
+    }).pipe(Effect.scoped, Effect.provide(PgClient.layer(clientConfig({ prepare: false, maxConnections: 1 })))))
 
   it.live("prepared statements are the session's cache: one entry per distinct SQL text", () =>
     Effect.gen(function*() {
@@ -96,7 +106,7 @@ describe("PgClient: statements", () => {
       for (let i = 0; i < 5; i++) yield* sql`select ${i}::int as a, 'cache-probe' as b`
       const n = yield* sql<{ n: number }>`select count(*)::int as n from pg_prepared_statements where statement like '%' || 'cache-probe' || '%' and statement not like '%pg_prepared_statements%'`
       assert.strictEqual(n[0]!.n, 1)
-    }).pipe(Effect.provide(PgClient.layer(clientConfig({ maxConnections: 1 })))))
+    }).pipe(Effect.scoped, Effect.provide(PgClient.layer(clientConfig({ maxConnections: 1 })))))
 })
 
 class Boom extends Schema.TaggedError<Boom>()("Boom", {}) {}
@@ -218,7 +228,7 @@ describe("PgClient: transactions", () => {
       yield* Fiber.await(tx)
       const n = yield* Fiber.join(outside)
       assert.strictEqual(n[0]!.n, 0)
-    }).pipe(Effect.provide(PgClient.layerClient(clientConfig()))))
+    }).pipe(Effect.scoped, Effect.provide(PgClient.layerClient(clientConfig()))))
 })
 
 describe("PgClient: streaming", () => {
@@ -344,7 +354,7 @@ describe("PgClient: errors as SqlError reasons, pgfx error kept as cause", () =>
       const error = yield* Effect.flip(Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         return yield* sql`select 1`
-      }).pipe(Effect.provide(PgClient.layer(clientConfig({ host: "127.0.0.1", port: 1, sslMode: "disable", pool: { acquireTimeout: "5 seconds" } })))))
+      }).pipe(Effect.scoped, Effect.provide(PgClient.layer(clientConfig({ host: "127.0.0.1", port: 1, sslMode: "disable", pool: { acquireTimeout: "5 seconds" } })))))
       assert.instanceOf(error, SqlError)
       assert.strictEqual(reasonOf(error)._tag, "ConnectionError")
       assert.isTrue((error as SqlError).isRetryable)
@@ -391,6 +401,7 @@ describe("PgClient: layers", () => {
     Effect.gen(function*() {
       assert.deepStrictEqual(yield* whoAmI, { me: user!, db: database! })
     }).pipe(
+      Effect.scoped,
       Effect.provide(PgClient.layerConfig(PgConfig.config, { maxConnections: 2 })),
       Effect.provideService(
         ConfigProvider.ConfigProvider,
@@ -402,6 +413,7 @@ describe("PgClient: layers", () => {
     Effect.gen(function*() {
       assert.deepStrictEqual(yield* whoAmI, { me: user!, db: database! })
     }).pipe(
+      Effect.scoped,
       Effect.provide(PgClient.layerConfig({
         path: Config.succeed(String(host)),
         port: Config.succeed(Number(port)),
@@ -421,6 +433,6 @@ describe("PgClient: layers", () => {
       yield* Effect.ignore(pool.withTransaction(Effect.andThen(sql`insert into ${sql(t)} values (1)`, Effect.fail(new Boom()))))
       yield* pool.withTransaction(sql`insert into ${sql(t)} values (2)`)
       assert.deepStrictEqual(yield* sql`select id from ${sql(t)}`, [{ id: 2 }])
-    }).pipe(Effect.provide(PgClient.layerFrom().pipe(Layer.provideMerge(Pool.layer(clientConfig() as never, { max: 2 }))))))
+    }).pipe(Effect.scoped, Effect.provide(PgClient.layerFrom().pipe(Layer.provideMerge(Pool.layer(clientConfig() as never, { max: 2 }))))))
 })
 

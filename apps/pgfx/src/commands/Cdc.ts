@@ -12,7 +12,7 @@
  *   once (not retried). A connection lost mid-stream (server restart) is reconnected with backoff and
  *   resumes at the last acknowledged position.
  * - `--snapshot` (new slots only): the slot is created with an exported snapshot, the published tables are
- *   copied inside it as `"op":"snapshot"` lines, then streaming starts at the slot's consistent point, so
+ *   copied inside it (COPY BINARY, typed rows) as `"op":"snapshot"` lines, then streaming starts at the slot's consistent point, so
  *   every row is seen exactly once across the handoff.
  * - Ctrl-C ends the stream cleanly: exit 0 after the checkpoint holds the last complete transaction.
  */
@@ -20,6 +20,7 @@ import * as Fs from "node:fs"
 import { Duration, Effect, Option, Schedule, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
+import { copyToRows } from "@pgfx/connection/Copy"
 import { type PgConfig, resolve as resolveConfig } from "@pgfx/connection/PgConfig"
 import * as Commands from "@pgfx/replication/Commands"
 import * as Logical from "@pgfx/replication/Logical"
@@ -275,8 +276,8 @@ const snapshotCopy = (
       for (const t of published.rows) {
         const name = `${t.schemaname}.${t.tablename}`
         if (tableFilter !== undefined && !tableFilter.has(name)) continue
-        const quoted = `${Commands.quoteIdentifier(t.schemaname)}.${Commands.quoteIdentifier(t.tablename)}`
-        yield* conn.stream(`SELECT * FROM ${quoted}`).pipe(
+        // COPY BINARY inside the exported snapshot, rows decoded to typed values.
+        yield* copyToRows(conn, [t.schemaname, t.tablename]).pipe(
           Stream.runForEachArray((batch) =>
             Effect.suspend(() => {
               let text = ""

@@ -23,6 +23,7 @@ import { UsageError } from "../Errors.ts"
 import { toJson } from "../Json.ts"
 import { ioFailure, openOutput } from "../Output.ts"
 import { formatBytes, ProgressBar } from "../Progress.ts"
+import { setInterruptedNote } from "../Shutdown.ts"
 
 export type CopyFormat = "csv" | "tsv" | "ndjson" | "binary"
 
@@ -88,6 +89,11 @@ const exportData = (args: CopyArgs) =>
     const sql = yield* sourceSql(args.table, args.query)
     const conn = yield* Connection.make(toConfigInput(args.conninfo, args))
     const out = yield* openOutput(Option.getOrUndefined(args.output))
+    setInterruptedNote(
+      out.name === "stdout"
+        ? "interrupted: the export to stdout is incomplete"
+        : `interrupted: the export was not written (${out.name} untouched, its .partial file removed)`
+    )
     const progress = new ProgressBar({ quiet: args.quiet || out.name === "stdout" && process.stdout.isTTY === true, label: "export" })
     const start = Date.now()
     if (args.format === "ndjson") {
@@ -137,6 +143,7 @@ const importData = (args: CopyArgs, path: string) =>
     if (Option.isNone(args.table)) return yield* Effect.fail(new UsageError({ message: "--input needs --table" }))
     if (Option.isSome(args.query)) return yield* Effect.fail(new UsageError({ message: "--query is for export; import needs --table" }))
     const table = quoteTableName(args.table.value)
+    setInterruptedNote(`interrupted: the import was rolled back, ${args.table.value} is unchanged`)
     let totalBytes: number | undefined
     if (path !== "-") {
       totalBytes = yield* Effect.try({ try: () => Fs.statSync(path).size, catch: (e) => ioFailure(`cannot read ${path}`, e) })
@@ -178,6 +185,7 @@ const databaseToDatabase = (args: CopyArgs, from: string, to: string) =>
     const sql = yield* sourceSql(args.table, args.query)
     const target = Option.getOrUndefined(args.targetTable) ?? Option.getOrUndefined(args.table)
     if (target === undefined) return yield* Effect.fail(new UsageError({ message: "--query needs --target-table" }))
+    setInterruptedNote(`interrupted: the copy was rolled back, ${target} is unchanged`)
     const source = yield* Connection.make(toConfigInput(from))
     const destination = yield* Connection.make(toConfigInput(to))
     const progress = new ProgressBar({ quiet: args.quiet, label: "copy" })

@@ -4,9 +4,11 @@
  * one line each (or NDJSON), with the time since the session started.
  *
  * Invariants:
- * - Bytes are forwarded unchanged and in order (after startup, the exact chunks received): tracing never
- *   alters a session. Decoding is a side path: a message the codec cannot decode is printed as such and
- *   forwarding goes on.
+ * - Messages are forwarded unchanged and in order: the client's exact chunks after startup, the server's
+ *   frame by frame. The one exception: over a TLS link to the server, AuthenticationSASL loses its
+ *   `-PLUS` mechanisms (channel binding cannot cross a proxy that ends TLS, and libpq refuses a -PLUS
+ *   offer on a plain connection); the trace says so. Decoding is a side path: a message the codec
+ *   cannot decode is printed as such and forwarding goes on.
  * - The client side is plain TCP: the proxy answers SSLRequest and GSSENCRequest with 'N'. The server
  *   side uses TLS when the target's sslmode asks for it (require/verify-*: must; prefer: if offered), so
  *   a TLS-only server can be traced. CancelRequests are forwarded on their own connection like psql's.
@@ -44,7 +46,6 @@ const bytesText = (b: Uint8Array, limit: number): string => {
   try {
     text = utf8.decode(shown)
     if (/[\u0000-\u0008\u000e-\u001f]/.test(text)) throw new Error("binary")
-    text = JSON.stringify(text)
   } catch {
     text = "\\x" + Buffer.from(shown).toString("hex")
   }
@@ -74,7 +75,7 @@ const compactFields = (fields: Record<string, unknown>): string => {
   const parts: Array<string> = []
   for (const [k, v] of Object.entries(fields)) {
     if (v === undefined) continue
-    parts.push(`${k}=${typeof v === "string" ? (v.startsWith("\"") || v.startsWith("\\x") || v.startsWith("<") ? v : JSON.stringify(v)) : JSON.stringify(v)}`)
+    parts.push(`${k}=${JSON.stringify(v)}`)
   }
   const line = parts.join(" ")
   return line.length > 400 ? `${line.slice(0, 400)}…` : line
@@ -84,6 +85,25 @@ interface TraceOptions {
   readonly format: "text" | "ndjson"
   readonly write: (line: string) => void
   readonly limit: number
+}
+
+/** A typed frame's bytes: type, length, body. */
+const frameBytes = (type: number, buf: Uint8Array, start: number, end: number): Uint8Array => {
+  const out = Buffer.allocUnsafe(end - start + 5)
+  out[0] = type
+  out.writeInt32BE(end - start + 4, 1)
+  out.set(buf.subarray(start, end), 5)
+  return out
+}
+
+/** AuthenticationSASL without the channel-binding (-PLUS) mechanisms, or undefined if it is not one / has none. */
+const withoutPlusMechanisms = (buf: Uint8Array, start: number, end: number): Uint8Array | undefined => {
+  if (end - start < 4 || new DataView(buf.buffer, buf.byteOffset + start, 4).getInt32(0) !== 10) return undefined
+  const names = Buffer.from(buf.subarray(start + 4, end)).toString("utf8").split("\0").filter((n) => n.length > 0)
+  if (!names.some((n) => n.endsWith("-PLUS"))) return undefined
+  const kept = names.filter((n) => !n.endsWith("-PLUS"))
+  const body = Buffer.concat([Buffer.from([0, 0, 0, 10]), ...kept.map((n) => Buffer.from(n + "\0", "utf8")), Buffer.from([0])])
+  return frameBytes(0x52, body, 0, body.length)
 }
 
 /** One proxied session. */
@@ -218,14 +238,26 @@ const session = (client: Net.Socket, id: number, target: PgConfig, options: Trac
       server = socket
       note(`connected to ${host.kind === "unix" ? host.host : `${host.host}:${host.port}`}${tls ? " over TLS" : ""}`)
       socket.on("data", (chunk: Buffer) => {
-        client.write(chunk)
-        if (backendBroken) return
+        if (backendBroken) {
+          client.write(chunk)
+          return
+        }
+        const out: Array<Uint8Array> = []
         try {
-          backend.push(chunk, onBackendFrame)
+          backend.push(chunk, (type, buf, start, end) => {
+            const replaced = tls && type === 0x52 ? withoutPlusMechanisms(buf, start, end) : undefined
+            if (replaced !== undefined) note("removed the -PLUS SASL mechanisms from AuthenticationSASL (no channel binding through the proxy)")
+            out.push(replaced ?? frameBytes(type, buf, start, end))
+            onBackendFrame(type, buf, start, end)
+          })
         } catch (e) {
           backendBroken = true
           note(`server stream no longer decodable: ${e instanceof Error ? e.message : String(e)}`)
+          const rest = backend.drain()
+          if (rest.length > 0) out.push(rest)
         }
+        if (out.length === 1) client.write(out[0]!)
+        else if (out.length > 1) client.write(Buffer.concat(out))
       })
       socket.on("close", () => close("server closed"))
       socket.on("error", (e) => close(`server error: ${e.message}`))

@@ -11,9 +11,16 @@ const NodeBufferCtor: { prototype: NodeBuffer } | undefined = (globalThis as any
 const utf8Slice: ((this: Uint8Array, start: number, end: number) => string) | undefined = NodeBufferCtor?.prototype
   .utf8Slice
 
+/**
+ * Up to this length a string is built a character at a time: below it that beats the per-call cost
+ * of the native decoder, and every intermediate stays a flat string (V8 makes a concatenation of 13
+ * or more characters a rope, one allocation per character that its first reader must flatten).
+ */
+const ASCII_LOOP_MAX = 12
+
 export const decodeUtf8 = (buf: Uint8Array, start: number, end: number): string => {
   const len = end - start
-  if (len <= 24) {
+  if (len <= ASCII_LOOP_MAX) {
     let s = ""
     for (let i = start; i < end; i++) {
       const c = buf[i]!

@@ -166,6 +166,93 @@ const parseDateTime = (s: string): DateTimeParts | undefined => {
   return { days: daysFromCivil(year, month, day), micros, offset }
 }
 
+/**
+ * The fast path of `parseDateTime` for what the server prints in DateStyle ISO:
+ * `YYYY-MM-DD[( |T)HH:MM:SS[.f{1,6}][±HH[:MM[:SS]]]]`, read from the bytes without a string.
+ * On success it fills `fastParts` and returns true; anything else (BC, years beyond 4 digits,
+ * 7+ fraction digits, `Z`, out-of-range fields, …) returns false, and the caller takes the regex
+ * path, which decides — so the fast path never accepts anything the regex path refuses, nor
+ * gives a different result.
+ */
+const fastParts: DateTimeParts = { days: 0, micros: 0, offset: undefined }
+
+/** The two decimal digits at `p`, or -1. */
+const twoDigits = (buf: Uint8Array, p: number): number => {
+  const a = buf[p]! - 0x30
+  const b = buf[p + 1]! - 0x30
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1
+}
+
+const parseDateTimeFast = (buf: Uint8Array, start: number, end: number): boolean => {
+  const len = end - start
+  if (len < 10 || buf[start + 4] !== 0x2d || buf[start + 7] !== 0x2d) return false
+  const y1 = twoDigits(buf, start)
+  const y2 = twoDigits(buf, start + 2)
+  const month = twoDigits(buf, start + 5)
+  const day = twoDigits(buf, start + 8)
+  if (y1 < 0 || y2 < 0 || month < 1 || month > 12 || day < 1) return false
+  const year = y1 * 100 + y2
+  if (day > daysInMonth(year, month)) return false
+  fastParts.days = daysFromCivil(year, month, day)
+  fastParts.micros = 0
+  fastParts.offset = undefined
+  if (len === 10) return true
+  let p = start + 10
+  const sep = buf[p]
+  if ((sep !== 0x20 && sep !== 0x54) || len < 19 || buf[p + 3] !== 0x3a || buf[p + 6] !== 0x3a) return false
+  const h = twoDigits(buf, p + 1)
+  const mi = twoDigits(buf, p + 4)
+  const sec = twoDigits(buf, p + 7)
+  if (h < 0 || h > 24 || mi < 0 || mi > 59 || sec < 0 || sec > 59) return false
+  p += 9
+  let fraction = 0
+  if (p < end && buf[p] === 0x2e) {
+    p++
+    let digits = 0
+    for (; p < end; p++) {
+      const d = buf[p]! - 0x30
+      if (d < 0 || d > 9) break
+      fraction = fraction * 10 + d
+      digits++
+    }
+    if (digits === 0 || digits > 6) return false
+    for (; digits < 6; digits++) fraction *= 10
+  }
+  const micros = ((h * 60 + mi) * 60 + sec) * 1e6 + fraction
+  if (micros > US_PER_DAY) return false
+  fastParts.micros = micros
+  if (p === end) return true
+  const sign = buf[p]
+  if ((sign !== 0x2b && sign !== 0x2d) || end - p < 3) return false
+  const oh = twoDigits(buf, p + 1)
+  if (oh < 0 || oh > 15) return false
+  let offset = oh * 3600
+  p += 3
+  if (p < end) {
+    if (end - p < 3 || buf[p] !== 0x3a) return false
+    const om = twoDigits(buf, p + 1)
+    if (om < 0 || om > 59) return false
+    offset += om * 60
+    p += 3
+    if (p < end) {
+      if (end - p !== 3 || buf[p] !== 0x3a) return false
+      const os = twoDigits(buf, p + 1)
+      if (os < 0 || os > 59) return false
+      offset += os
+      p += 3
+    }
+  }
+  fastParts.offset = (sign === 0x2d ? -offset : offset) + 0 // + 0: never -0
+  return true
+}
+
+/** @internal For tests: the fast path's parts for `buf[start, end)`, or undefined where it defers. */
+export const parseDateTimeFastForTest = (buf: Uint8Array, start: number, end: number): DateTimeParts | undefined =>
+  parseDateTimeFast(buf, start, end) ? { ...fastParts } : undefined
+
+/** @internal For tests: the regex path's parts, or undefined. */
+export const parseDateTimeForTest = (s: string): DateTimeParts | undefined => parseDateTime(s)
+
 const isInfinity = (s: string): 1 | -1 | 0 => {
   const l = s.toLowerCase()
   return l === "infinity" || l === "+infinity" ? 1 : l === "-infinity" ? -1 : 0
@@ -506,6 +593,14 @@ const timestampCodec = (name: string, oid: number, withZone: boolean, mode: Temp
     name,
     oid,
     decodeText: (buf, start, end) => {
+      if (parseDateTimeFast(buf, start, end) && (withZone || fastParts.offset === undefined)) {
+        const p = fastParts
+        if (mode === "date") {
+          const ms = p.days * 86_400_000 + Math.floor(p.micros / 1000) - (p.offset ?? 0) * 1000
+          return ms > DATE_MAX_MS || ms < -DATE_MAX_MS ? outOfDateRange(name, start) : new Date(ms)
+        }
+        return new PgTimestamp(partsToMicros(p))
+      }
       const s = textOf(buf, start, end)
       const p = parseDateTime(s)
       if (p === undefined) {
@@ -583,6 +678,7 @@ const dateCodec = (mode: TemporalMode): ValueCodec<DateValue> => {
     name: "date",
     oid: TypeOid.date,
     decodeText: (buf, start, end) => {
+      if (end - start === 10 && parseDateTimeFast(buf, start, end)) return fromDays(fastParts.days, start)
       const s = textOf(buf, start, end)
       const p = parseDateTime(s)
       if (p === undefined || p.micros !== 0 || p.offset !== undefined) {

@@ -1,0 +1,158 @@
+/**
+ * B4: COPY FROM STDIN of 1,000,000 text rows (int, text, timestamptz, float8, md5 text) read from a file,
+ * into an UNLOGGED table, beside pg-copy-streams, postgres.js `.writable()`, `psql \copy`, and the
+ * server reading the same file itself (`COPY … FROM '/path'`: no client, no socket).
+ *
+ * Invariants:
+ * - Every round truncates the table, copies the 50,000-row warm-up file (untimed), truncates again, then
+ *   times one COPY of the whole file. The table is checked afterwards against the file's checksums (every
+ *   column) and the client's own row count where it reports one.
+ * - Every client streams the file in 64 KiB chunks (node:fs read streams; psql its own reads), so no
+ *   client holds the file in memory.
+ * - The server-only figure runs over node-postgres but the client only sends one statement: its client
+ *   CPU is nil; its throughput is what the server can do alone, the ceiling for every client.
+ */
+import * as Fs from "node:fs"
+import type { BenchContext, Benchmark, Contender, WorkerOutcome } from "../harness.ts"
+import { startTimer } from "../harness.ts"
+import { pgClient, pgfxInput, postgresJs, type Via } from "../clients.ts"
+import { checkChecksum, checksumSql, ensureTextData, psql, psqlValue, ROWS, TEXT_COLUMNS, type TextData, textData, withBytes } from "./copyFixtures.ts"
+
+const TABLE = "b4_rows"
+const GROUP = "COPY FROM STDIN, text format, from a file"
+const CHUNK = 64 * 1024
+
+const readStream = (path: string) => Fs.createReadStream(path, { highWaterMark: CHUNK })
+
+/** The common round: warm-up, timed copy, checks. `copy` returns the client's row count when it has one. */
+const round = async (
+  data: TextData,
+  exec: (sql: string) => Promise<unknown>,
+  copy: (path: string) => Promise<number | undefined>
+): Promise<WorkerOutcome> => {
+  await exec(`truncate ${TABLE}`)
+  await copy(data.warmFile)
+  await exec(`truncate ${TABLE}`)
+  const stop = startTimer()
+  const count = await copy(data.file)
+  const outcome = stop(ROWS)
+  if (count !== undefined && count !== ROWS) throw new Error(`COPY reported ${count} rows, expected ${ROWS}`)
+  checkChecksum(TABLE, await exec(checksumSql(TABLE)), data.checksum)
+  return withBytes(outcome, data.bytes)
+}
+
+const pgfx = (via: Via) => async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const Effect = await import("effect/Effect")
+  const Exit = await import("effect/Exit")
+  const Scope = await import("effect/Scope")
+  const Stream = await import("effect/Stream")
+  const Connection = await import("@pgfx/connection/Connection")
+  const { copyFrom } = await import("@pgfx/connection/Copy")
+  const scope = Effect.runSync(Scope.make())
+  try {
+    const conn = await Effect.runPromise(Scope.provide(Connection.make(pgfxInput(ctx, via)), scope))
+    const exec = (sql: string) =>
+      Effect.runPromise(Effect.map(conn.query<ReadonlyArray<unknown>>(sql, undefined, { rowMode: "array" }), (r) => r.rows[0]?.[0]))
+    const copy = (path: string) =>
+      Effect.runPromise(
+        Stream.fromAsyncIterable(readStream(path) as AsyncIterable<Uint8Array>, (e) => e).pipe(
+          Stream.run(copyFrom(conn, `copy ${TABLE} from stdin`))
+        )
+      )
+    return await round(textData(), exec, copy)
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
+const pgCopyStreams = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const { from } = await import("pg-copy-streams")
+  const { pipeline } = await import("node:stream/promises")
+  const client = await pgClient(ctx)
+  const exec = async (sql: string) => (await client.query(sql)).rows[0]?.["checksum"]
+  const copy = async (path: string) => {
+    const sink = client.query(from(`copy ${TABLE} from stdin`)) as unknown as ReturnType<typeof from>
+    await pipeline(readStream(path), sink)
+    return sink.rowCount
+  }
+  const outcome = await round(textData(), exec, copy)
+  await client.end()
+  return outcome
+}
+
+const postgresWritable = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const { pipeline } = await import("node:stream/promises")
+  const sql = await postgresJs(ctx)
+  const exec = async (query: string) => (await sql.unsafe(query))[0]?.["checksum"]
+  const copy = async (path: string) => {
+    const sink = await sql.unsafe(`copy ${TABLE} from stdin`).writable()
+    await pipeline(readStream(path), sink)
+    return undefined
+  }
+  const outcome = await round(textData(), exec, copy)
+  await sql.end()
+  return outcome
+}
+
+/** psql's `\copy` (libpq): the time and CPU of the psql process, startup and connection included (~10 ms). */
+const psqlCopy = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const data = textData()
+  const exec = (sql: string) => psqlValue(ctx, sql)
+  await exec(`truncate ${TABLE}`)
+  await psql(ctx, [`\\copy ${TABLE} from '${data.warmFile}'`])
+  await exec(`truncate ${TABLE}`)
+  const run = await psql(ctx, [`\\copy ${TABLE} from '${data.file}'`])
+  if (!run.output.includes(`COPY ${ROWS}`)) throw new Error(`psql said: ${run.output.trim()}`)
+  checkChecksum(TABLE, await exec(checksumSql(TABLE)), data.checksum)
+  return withBytes({ _tag: "Sample", sample: { ops: ROWS, seconds: run.seconds, cpuUs: run.cpuUs } }, data.bytes)
+}
+
+/** The server reads the file itself: the ceiling for any client. */
+const serverFile = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const client = await pgClient(ctx)
+  const exec = async (sql: string) => (await client.query(sql)).rows[0]?.["checksum"]
+  const copy = async (path: string) => (await client.query(`copy ${TABLE} from '${path}'`)).rowCount ?? undefined
+  const outcome = await round(textData(), exec, copy)
+  await client.end()
+  return outcome
+}
+
+const contenders: ReadonlyArray<Contender> = [
+  { id: "pgfx", label: "pgfx copyFrom (file stream)", group: GROUP, isPgfx: true, run: pgfx("tcp") },
+  { id: "pgfx-unix", label: "pgfx copyFrom, unix socket", group: GROUP, isPgfx: true, run: pgfx("unix") },
+  { id: "pg-copy-streams", label: "pg 8.23 + pg-copy-streams 7", group: GROUP, run: pgCopyStreams },
+  { id: "postgres", label: "postgres.js 3.4 .writable()", group: GROUP, run: postgresWritable },
+  { id: "psql", label: "psql \\copy (libpq)", group: GROUP, subprocess: true, run: psqlCopy },
+  {
+    id: "server-file",
+    label: "server only: COPY … FROM '/file' (no client work)",
+    group: GROUP,
+    subprocess: true,
+    run: serverFile
+  }
+]
+
+export const benchmark: Benchmark = {
+  name: "B4",
+  title: `COPY FROM STDIN of ${ROWS.toLocaleString("en")} text rows into an UNLOGGED table, over TCP loopback`,
+  unit: "row",
+  unitPlural: "rows",
+  defaultRounds: 3,
+  needsServer: true,
+  contenders,
+  prepare: async (ctx) => {
+    ensureTextData(ctx)
+    await psql(ctx, [`drop table if exists ${TABLE}`, `create unlogged table ${TABLE} (${TEXT_COLUMNS})`], ["-q"])
+  },
+  goals: [
+    { _tag: "Ratio", label: "pgfx vs the server reading the file itself", pgfx: "pgfx", peers: ["server-file"], atLeast: 0.97 },
+    {
+      _tag: "Ratio",
+      label: "pgfx client CPU ≤ 0.7× pg-copy-streams', i.e. rows per CPU-second",
+      pgfx: "pgfx",
+      peers: ["pg-copy-streams"],
+      atLeast: 1.43,
+      metric: "cpu"
+    }
+  ]
+}

@@ -1,0 +1,141 @@
+/**
+ * CopyMemory: 2 GB through pgfx's COPY in each direction, to show memory stays bounded whatever the size
+ * of the data: peak RSS (VmHWM) next to throughput, and reference lines for what loading pgfx costs.
+ *
+ * Invariants:
+ * - Nothing of the 2 GB exists at once anywhere: COPY FROM STDIN is fed by a Stream that generates its
+ *   1,000-byte text rows as it is pulled, and the server keeps only every 1,000th row (`COPY … WHERE`), so
+ *   the server parses all 2 GB but stores 2 MB; COPY TO STDOUT reads a query that generates its rows as
+ *   the server sends them (a set-returning function in the select list, which does not materialize).
+ * - Both are checked: COPY FROM by its row count and the kept rows' count and sum; COPY TO by the number
+ *   of line ends and bytes received.
+ * - The reference lines run in their own workers: pgfx loaded and connected (one SELECT 1), and the worker
+ *   alone (Node 24 with type stripping, nothing loaded); a COPY line's peak minus pgfx's reference is what
+ *   the 2 GB added.
+ */
+import type { BenchContext, Benchmark, Contender, WorkerOutcome } from "../harness.ts"
+import { startTimer } from "../harness.ts"
+import { pgfxInput } from "../clients.ts"
+import { LineCounter, psql, withBytes } from "./copyFixtures.ts"
+
+const TABLE = "copymem_rows"
+const ROW_BYTES = 1000
+const ROWS = 2_000_000
+const BYTES = ROWS * ROW_BYTES
+const KEEP_EVERY = 1000
+const BATCH = 256
+/** 7 digits, a tab, 991 payload characters, "\n": exactly ROW_BYTES. */
+const PAYLOAD = Array.from({ length: 991 }, (_, i) => String.fromCharCode(97 + (i % 26))).join("")
+const GROUP = "2 GB through one connection"
+const IDLE = "RSS reference (no COPY)"
+
+const textRow = (i: number): string => `${String(i).padStart(7, "0")}\t${PAYLOAD}\n`
+
+const copyOutSql =
+  `copy (select lpad(g::text, 7, '0'), repeat('x', ${ROW_BYTES - 9}) from (select generate_series(1, ${ROWS}) as g) s) to stdout`
+
+const withConnection = async <A>(
+  ctx: BenchContext,
+  f: (conn: import("@pgfx/connection/Connection").ConnectionApi) => Promise<A>
+): Promise<A> => {
+  const Effect = await import("effect/Effect")
+  const Exit = await import("effect/Exit")
+  const Scope = await import("effect/Scope")
+  const Connection = await import("@pgfx/connection/Connection")
+  const scope = Effect.runSync(Scope.make())
+  try {
+    const conn = await Effect.runPromise(Scope.provide(Connection.make(pgfxInput(ctx, "tcp")), scope))
+    return await f(conn)
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
+const copyFrom2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const Cause = await import("effect/Cause")
+  const Effect = await import("effect/Effect")
+  const Stream = await import("effect/Stream")
+  const { copyFrom } = await import("@pgfx/connection/Copy")
+  return withConnection(ctx, async (conn) => {
+    const exec = (sql: string) =>
+      Effect.runPromise(Effect.map(conn.query<ReadonlyArray<unknown>>(sql, undefined, { rowMode: "array" }), (r) => r.rows[0]?.[0]))
+    /** Rows 1..ROWS, BATCH rows per pull, generated as they are pulled. */
+    const rows = Stream.fromPull(
+      Effect.sync(() => {
+        let next = 1
+        return Effect.suspend(() => {
+          if (next > ROWS) return Cause.done()
+          const to = Math.min(next + BATCH, ROWS + 1)
+          const batch = new Array<string>(to - next)
+          for (let i = next; i < to; i++) batch[i - next] = textRow(i)
+          next = to
+          return Effect.succeed(batch as unknown as readonly [string, ...Array<string>])
+        })
+      })
+    )
+    await exec(`truncate ${TABLE}`)
+    const stop = startTimer()
+    const kept = await Effect.runPromise(Stream.run(rows, copyFrom(conn, `copy ${TABLE} from stdin where i % ${KEEP_EVERY} = 0`)))
+    const outcome = stop(ROWS)
+    const keptRows = ROWS / KEEP_EVERY
+    const expected = `${keptRows} ${(KEEP_EVERY * keptRows * (keptRows + 1)) / 2} ${keptRows * (ROW_BYTES - 9)}`
+    const actual = await exec(`select count(*) || ' ' || sum(i) || ' ' || sum(length(p)) from ${TABLE}`)
+    if (kept !== keptRows || actual !== expected) throw new Error(`COPY kept ${kept} rows, table: ${String(actual)}, expected ${expected}`)
+    return withBytes(outcome, BYTES)
+  })
+}
+
+const copyTo2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const Effect = await import("effect/Effect")
+  const Stream = await import("effect/Stream")
+  const { copyTo } = await import("@pgfx/connection/Copy")
+  return withConnection(ctx, async (conn) => {
+    const counter = new LineCounter()
+    const stop = startTimer()
+    await Effect.runPromise(
+      Stream.runForEachArray(copyTo(conn, copyOutSql), (payloads) =>
+        Effect.sync(() => {
+          for (let i = 0; i < payloads.length; i++) counter.add(payloads[i]!)
+        }))
+    )
+    const outcome = stop(ROWS)
+    counter.check(ROWS, BYTES)
+    return withBytes(outcome, BYTES)
+  })
+}
+
+const idlePgfx = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const Effect = await import("effect/Effect")
+  await import("@pgfx/connection/Copy")
+  return withConnection(ctx, async (conn) => {
+    const stop = startTimer()
+    await Effect.runPromise(conn.query("select 1"))
+    return stop(1)
+  })
+}
+
+const idleNode = async (): Promise<WorkerOutcome> => startTimer()(1)
+
+const contenders: ReadonlyArray<Contender> = [
+  { id: "copy-from", label: "pgfx copyFrom, 2 GB generated by a Stream", group: GROUP, isPgfx: true, run: copyFrom2GB },
+  { id: "copy-to", label: "pgfx copyTo, 2 GB generated by the server", group: GROUP, isPgfx: true, run: copyTo2GB },
+  { id: "idle-pgfx", label: "pgfx loaded (Connection + Copy) and connected, one SELECT 1", group: IDLE, isPgfx: true, rssOnly: true, run: idlePgfx },
+  { id: "idle-node", label: "the worker alone (Node 24 + type stripping, no client)", group: IDLE, rssOnly: true, run: idleNode }
+]
+
+export const benchmark: Benchmark = {
+  name: "CopyMemory",
+  title: `COPY of ${BYTES / 1e9} GB (${ROWS.toLocaleString("en")} rows of ${ROW_BYTES} bytes) each way, memory bounded`,
+  unit: "row",
+  unitPlural: "rows",
+  defaultRounds: 1,
+  needsServer: true,
+  contenders,
+  prepare: async (ctx) => {
+    await psql(ctx, [`drop table if exists ${TABLE}`, `create unlogged table ${TABLE} (i int4, p text)`], ["-q"])
+  },
+  goals: [
+    { _tag: "Rss", label: "COPY FROM STDIN of 2 GB: pgfx peak RSS", contender: "copy-from", maxMB: 100 },
+    { _tag: "Rss", label: "COPY TO STDOUT of 2 GB: pgfx peak RSS", contender: "copy-to", maxMB: 100 }
+  ]
+}

@@ -1,0 +1,403 @@
+/**
+ * Soak test (not part of `npm test`): N minutes (default 30, `--minutes`) of mixed traffic through the
+ * fault proxy against a private PostgreSQL 18 while random faults hit the connections: pipelined
+ * queries on a pool, acknowledged INSERTs, COPY FROM STDIN, LISTEN/NOTIFY and a logical replication
+ * stream that reconnects.
+ *
+ * At the end it prints and checks:
+ * - zero lost acknowledged changes: every INSERT and COPY the client saw succeed is in the table, and
+ *   every acknowledged INSERT reached the replication stream;
+ * - zero wrong answers: every successful query returned what it asked for;
+ * - zero leaks: after everything is closed, the proxy has no open connection and the process has no
+ *   more sockets or timers than before the run (process.getActiveResourcesInfo());
+ * - memory flat: retained heap (after a full GC) and RSS sampled every 10 s, first minute vs the end.
+ *
+ * The faults are cut (one connection or all), stall then resume, delay, rechunk and drip. Byte
+ * corruption is left out: PostgreSQL's protocol has no checksums, so a flipped data byte is a wrong
+ * value, not a detectable fault (Faults.test.ts checks corrupted framing deterministically).
+ *
+ * Usage: node scripts/soak.ts [--minutes 30] [--seed 1]
+ */
+import * as Fs from "node:fs"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
+import { Effect, Exit, Fiber, Stream } from "effect"
+import * as Connection from "../packages/connection/src/Connection.ts"
+import { copyFrom } from "../packages/connection/src/Copy.ts"
+import type { PgConfigInput } from "../packages/connection/src/PgConfig.ts"
+import * as Pool from "../packages/connection/src/Pool.ts"
+import type * as Event from "../packages/replication/src/ChangeEvent.ts"
+import * as Logical from "../packages/replication/src/Logical.ts"
+import { startFaultProxy } from "../testing/src/FaultProxy.ts"
+import { startTestServer } from "../testing/src/TestServer.ts"
+
+const arg = (name: string, fallback: number): number => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 && process.argv[i + 1] !== undefined ? Number(process.argv[i + 1]) : fallback
+}
+const MINUTES = arg("minutes", 30)
+let seed = arg("seed", 1) >>> 0 || 1
+const random = (): number => {
+  seed ^= seed << 13
+  seed ^= seed >>> 17
+  seed ^= seed << 5
+  return (seed >>> 0) / 0x100000000
+}
+const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(random() * xs.length)]!
+
+V8.setFlagsFromString("--expose-gc")
+const gc = Vm.runInNewContext("gc") as () => void
+const retainedHeapMb = (): number => {
+  gc()
+  gc()
+  return process.memoryUsage().heapUsed / 1048576
+}
+const rssMb = (): number => process.memoryUsage().rss / 1048576
+const resources = (): Record<string, number> => {
+  const counts: Record<string, number> = {}
+  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1
+  return counts
+}
+
+/**
+ * `--snapshots`: heap snapshots after the first minute and at the end, summarised by constructor
+ * (count and retained-by-self bytes), printing what grew most: the place to look when memory is not flat.
+ */
+const SNAPSHOTS = process.argv.includes("--snapshots")
+const summariseSnapshot = (): Map<string, { count: number; bytes: number }> => {
+  gc()
+  const file = V8.writeHeapSnapshot()
+  const snap = JSON.parse(Fs.readFileSync(file, "utf8")) as {
+    snapshot: { meta: { node_fields: Array<string>; node_types: [Array<string>] } }
+    nodes: Array<number>
+    strings: Array<string>
+  }
+  Fs.unlinkSync(file)
+  const fields = snap.snapshot.meta.node_fields
+  const stride = fields.length
+  const typeAt = fields.indexOf("type")
+  const nameAt = fields.indexOf("name")
+  const sizeAt = fields.indexOf("self_size")
+  const types = snap.snapshot.meta.node_types[0]
+  const out = new Map<string, { count: number; bytes: number }>()
+  for (let i = 0; i < snap.nodes.length; i += stride) {
+    const type = types[snap.nodes[i + typeAt]!]!
+    const name = `${type}:${type === "object" || type === "closure" ? snap.strings[snap.nodes[i + nameAt]!] : ""}`
+    const e = out.get(name) ?? { count: 0, bytes: 0 }
+    e.count++
+    e.bytes += snap.nodes[i + sizeAt]!
+    out.set(name, e)
+  }
+  return out
+}
+let firstSnapshot: Map<string, { count: number; bytes: number }> | undefined
+
+const log = (line: string) => console.log(`[soak ${new Date().toISOString().slice(11, 19)}] ${line}`)
+
+const uncaught: Array<unknown> = []
+process.on("uncaughtException", (e) => uncaught.push(e))
+process.on("unhandledRejection", (e) => uncaught.push(e))
+
+const counters = {
+  queriesOk: 0,
+  queriesFailed: 0,
+  wrongAnswers: 0,
+  insertsAcked: 0,
+  insertsFailed: 0,
+  copiesAcked: 0,
+  copiesFailed: 0,
+  notificationsSent: 0,
+  notificationsReceived: 0,
+  listenReconnects: 0,
+  faults: 0,
+  untypedErrors: 0
+}
+const TYPED = new Set(["ConnectionError", "ProtocolError", "TimeoutError", "PgServerError", "AuthenticationError"])
+const classify = <A, E>(exit: Exit.Exit<A, E>): "ok" | "typed" | "untyped" => {
+  if (Exit.isSuccess(exit)) return "ok"
+  const fail = exit.cause.reasons.find((r) => r._tag === "Fail")
+  const tag = fail !== undefined && fail._tag === "Fail" ? (fail.error as { _tag?: string })._tag : undefined
+  if (tag !== undefined && TYPED.has(tag)) return "typed"
+  if (exit.cause.reasons.every((r) => r._tag === "Interrupt")) return "typed"
+  console.error("untyped failure:", exit.cause)
+  return "untyped"
+}
+
+const main = async () => {
+  const baselineResources = resources()
+  log(`starting a private PostgreSQL 18 (${MINUTES} min run)`)
+  const server = await startTestServer({ version: 18 })
+  const proxy = await startFaultProxy({ host: "127.0.0.1", port: server.info.port })
+  const direct: PgConfigInput = { host: server.info.socketDir, port: server.info.port, user: server.info.superuser, database: server.info.database }
+  const viaProxy: PgConfigInput = {
+    host: proxy.host,
+    port: proxy.port,
+    user: server.info.superuser,
+    database: server.info.database,
+    sslMode: "disable",
+    connectTimeout: 5
+  }
+  const acked = new Set<number>()
+  const copyBatches = new Map<number, number>()
+  const replicated = new Set<number>()
+  const heapSamples: Array<number> = []
+  const rssSamples: Array<number> = []
+  const deadline = Date.now() + MINUTES * 60_000
+  const running = () => Date.now() < deadline
+
+  const program = Effect.scoped(
+    Effect.gen(function*() {
+      const admin = yield* Connection.make(direct)
+      yield* admin.simple(`
+        create table soak_events(id int primary key, payload text);
+        create table soak_copy(batch int, n int);
+        create publication soak_pub for table soak_events;`)
+      yield* admin.simple("select pg_create_logical_replication_slot('soak_slot', 'pgoutput')")
+
+      // --- pipelined queries on a pool
+      const pool = yield* Pool.make(viaProxy, { max: 4, pingAfterIdle: "100 millis", acquireTimeout: "10 seconds" })
+      const queries = Effect.gen(function*() {
+        while (running()) {
+          const exits = yield* Effect.forEach(
+            Array.from({ length: 40 }, () => Math.floor(random() * 1e6)),
+            (v) => Effect.exit(pool.query<{ v: number; s: string }>("select $1::int as v, repeat('q', $1::int % 300) as s", [v], { timeout: "5 seconds" }).pipe(
+              Effect.map((r) => {
+                const row = r.rows[0]
+                if (row === undefined || row.v !== v || row.s.length !== v % 300) counters.wrongAnswers++
+              })
+            )),
+            { concurrency: "unbounded" }
+          )
+          for (const e of exits) {
+            const c = classify(e)
+            if (c === "ok") counters.queriesOk++
+            else counters.queriesFailed++
+            if (c === "untyped") counters.untypedErrors++
+          }
+        }
+      })
+
+      // --- acknowledged inserts (a fresh connection after each failure)
+      let nextId = 1
+      const inserts = Effect.gen(function*() {
+        while (running()) {
+          const exit = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+            const conn = yield* Connection.make(viaProxy)
+            while (running() && conn.isOpen()) {
+              const id = nextId++
+              const r = yield* Effect.exit(conn.query("insert into soak_events values ($1, $2)", [id, `event ${id}`], { timeout: "5 seconds" }))
+              const c = classify(r)
+              if (c === "ok") {
+                acked.add(id)
+                counters.insertsAcked++
+              } else {
+                counters.insertsFailed++
+                if (c === "untyped") counters.untypedErrors++
+                return
+              }
+              if (id % 20 === 0) yield* Effect.sleep("5 millis")
+            }
+          })))
+          if (classify(exit) === "untyped") counters.untypedErrors++
+          yield* Effect.sleep("20 millis")
+        }
+      })
+
+      // --- COPY FROM STDIN batches
+      let batch = 0
+      const copies = Effect.gen(function*() {
+        while (running()) {
+          const b = ++batch
+          const n = 500 + Math.floor(random() * 5000)
+          const exit = yield* Effect.exit(Effect.scoped(Effect.flatMap(Connection.make(viaProxy), (conn) =>
+            Stream.run(
+              Stream.range(1, n).pipe(Stream.map((i) => `${b}\t${i}\n`), Stream.rechunk(256)),
+              copyFrom(conn, "copy soak_copy from stdin")
+            ))).pipe(Effect.timeout("20 seconds")))
+          if (Exit.isSuccess(exit)) {
+            copyBatches.set(b, exit.value)
+            counters.copiesAcked++
+          } else {
+            counters.copiesFailed++
+            if (classify(exit) === "untyped" && !String(exit.cause).includes("TimeoutError")) counters.untypedErrors++
+          }
+          yield* Effect.sleep("50 millis")
+        }
+      })
+
+      // --- LISTEN through the proxy, NOTIFY directly
+      const listen = Effect.gen(function*() {
+        while (running()) {
+          yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+            const conn = yield* Connection.make(viaProxy)
+            const remove = conn.internal.addNotificationListener(() => {
+              counters.notificationsReceived++
+            })
+            yield* Effect.addFinalizer(() => Effect.sync(remove))
+            yield* conn.simple("listen soak")
+            while (running() && conn.isOpen()) yield* Effect.sleep("100 millis")
+          })))
+          counters.listenReconnects++
+          yield* Effect.sleep("50 millis")
+        }
+      })
+      const notify = Effect.gen(function*() {
+        while (running()) {
+          yield* admin.simple("notify soak, 'ping'")
+          counters.notificationsSent++
+          yield* Effect.sleep("50 millis")
+        }
+      })
+
+      // --- logical replication through the proxy, reconnecting
+      const repl = yield* Logical.make(viaProxy, {
+        slot: "soak_slot",
+        publications: ["soak_pub"],
+        mode: "transaction",
+        statusInterval: "1 second",
+        reconnect: { initialDelay: "50 millis", maxDelay: "1 second", maxAttempts: 1000 }
+      })
+      const replication = yield* Effect.forkScoped(
+        repl.changes.pipe(
+          Stream.filter((e): e is Event.Transaction => e._tag === "Transaction"),
+          Stream.tap((t) => Effect.sync(() => {
+            for (const c of t.changes) if (c._tag === "Insert") replicated.add((c.new as { id: number }).id)
+          })),
+          repl.acknowledge,
+          Stream.runDrain
+        )
+      )
+
+      // --- faults
+      const faults = Effect.gen(function*() {
+        while (running()) {
+          yield* Effect.sleep(`${1000 + Math.floor(random() * 3000)} millis`)
+          if (!running()) break
+          const open = proxy.connections.filter((c) => c.isOpen)
+          const one = open.length > 0 ? pick(open) : undefined
+          const kind = pick(["cut-one", "cut-one", "cut-all", "stall", "delay", "rechunk", "drip"] as const)
+          counters.faults++
+          switch (kind) {
+            case "cut-one":
+              one?.cut({ afterBytes: Math.floor(random() * 20000), direction: pick(["toClient", "toServer"] as const), reset: random() < 0.5 })
+              break
+            case "cut-all":
+              proxy.cut()
+              break
+            case "stall":
+              one?.stall()
+              yield* Effect.sleep(`${100 + Math.floor(random() * 700)} millis`)
+              one?.resume()
+              break
+            case "delay":
+              proxy.delay(20 + Math.floor(random() * 80))
+              yield* Effect.sleep("1 second")
+              proxy.delay(0)
+              break
+            case "rechunk":
+              proxy.rechunk({ maxChunk: 1 + Math.floor(random() * 64), seed: Math.floor(random() * 1e9) })
+              yield* Effect.sleep("2 seconds")
+              proxy.reset()
+              break
+            case "drip":
+              one?.dripBytes(1)
+              yield* Effect.sleep("300 millis")
+              one?.dripBytes(0)
+              break
+          }
+        }
+        proxy.reset()
+      })
+
+      const sampler = Effect.gen(function*() {
+        while (running()) {
+          yield* Effect.sleep("10 seconds")
+          heapSamples.push(retainedHeapMb())
+          if (SNAPSHOTS && heapSamples.length === 6) firstSnapshot = summariseSnapshot()
+          rssSamples.push(rssMb())
+          log(
+            `heap ${heapSamples.at(-1)!.toFixed(1)} MB rss ${rssSamples.at(-1)!.toFixed(0)} MB | queries ${counters.queriesOk}/${counters.queriesFailed} inserts ${counters.insertsAcked} copies ${counters.copiesAcked}/${counters.copiesFailed} notifications ${counters.notificationsReceived}/${counters.notificationsSent} replicated ${replicated.size} faults ${counters.faults} proxy open ${proxy.openConnections}`
+          )
+        }
+      })
+
+      yield* Effect.all([queries, inserts, copies, listen, notify, faults, sampler], { concurrency: "unbounded", discard: true })
+      if (SNAPSHOTS && firstSnapshot !== undefined) {
+        const last = summariseSnapshot()
+        const growth = [...last].map(([k, v]) => {
+          const f = firstSnapshot!.get(k) ?? { count: 0, bytes: 0 }
+          return { what: k, count: v.count - f.count, kb: Math.round((v.bytes - f.bytes) / 1024) }
+        }).sort((a, b) => b.kb - a.kb).slice(0, 25)
+        console.table(growth)
+      }
+      log("traffic stopped; waiting for replication to catch up")
+      const catchUp = Date.now() + 60_000
+      while (Date.now() < catchUp && [...acked].some((id) => !replicated.has(id))) yield* Effect.sleep("200 millis")
+      yield* Fiber.interrupt(replication)
+
+      const stored = new Set((yield* admin.query<{ id: number }>("select id from soak_events")).rows.map((r) => r.id))
+      const lostInserts = [...acked].filter((id) => !stored.has(id))
+      const notReplicated = [...acked].filter((id) => !replicated.has(id))
+      const copyCounts = new Map(
+        (yield* admin.query<{ batch: number; n: bigint }>("select batch, count(*) as n from soak_copy group by batch")).rows.map((r) => [r.batch, Number(r.n)])
+      )
+      const lostCopies = [...copyBatches].filter(([b, n]) => copyCounts.get(b) !== n)
+      yield* Effect.ignore(admin.simple("select pg_drop_replication_slot('soak_slot')"))
+      return { lostInserts, notReplicated, lostCopies, positions: repl.positions() }
+    })
+  )
+  let result: Effect.Success<typeof program>
+  try {
+    result = await Effect.runPromise(program)
+  } finally {
+    await proxy.close()
+    await server.stop()
+  }
+  await new Promise((r) => setTimeout(r, 500))
+  const endResources = resources()
+  const leaked = Object.entries(endResources).filter(([k, n]) => n > (baselineResources[k] ?? 0))
+  const firstMinute = heapSamples.slice(0, 6)
+  const lastMinute = heapSamples.slice(-6)
+  const avg = (xs: ReadonlyArray<number>) => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length)
+  const heapGrowth = avg(lastMinute) - avg(firstMinute)
+  const report = {
+    minutes: MINUTES,
+    ...counters,
+    replicatedInserts: replicated.size,
+    replicationReconnects: result.positions.reconnects,
+    lostAcknowledgedInserts: result.lostInserts.length,
+    acknowledgedInsertsNotReplicated: result.notReplicated.length,
+    lostAcknowledgedCopies: result.lostCopies.length,
+    proxyConnectionsTotal: proxy.totalConnections,
+    proxyConnectionsOpenAtEnd: proxy.openConnections,
+    leakedResources: Object.fromEntries(leaked),
+    heapMbFirstMinute: Number(avg(firstMinute).toFixed(1)),
+    heapMbLastMinute: Number(avg(lastMinute).toFixed(1)),
+    rssMbMin: Math.round(Math.min(...rssSamples)),
+    rssMbMax: Math.round(Math.max(...rssSamples)),
+    rssMbLast: Math.round(rssSamples.at(-1) ?? NaN),
+    uncaughtExceptions: uncaught.length
+  }
+  console.log(JSON.stringify(report, null, 2))
+  const failures: Array<string> = []
+  if (result.lostInserts.length > 0) failures.push(`lost acknowledged inserts: ${result.lostInserts.slice(0, 10).join(", ")}`)
+  if (result.notReplicated.length > 0) failures.push(`acknowledged inserts never replicated: ${result.notReplicated.slice(0, 10).join(", ")}`)
+  if (result.lostCopies.length > 0) failures.push(`acknowledged COPY batches incomplete: ${JSON.stringify(result.lostCopies.slice(0, 5))}`)
+  if (counters.wrongAnswers > 0) failures.push(`${counters.wrongAnswers} wrong answers`)
+  if (counters.untypedErrors > 0) failures.push(`${counters.untypedErrors} untyped errors`)
+  if (proxy.openConnections > 0) failures.push(`${proxy.openConnections} proxy connections still open`)
+  if (leaked.length > 0) failures.push(`leaked resources: ${JSON.stringify(Object.fromEntries(leaked))}`)
+  if (uncaught.length > 0) failures.push(`uncaught: ${uncaught.map(String).join("; ")}`)
+  if (heapSamples.length >= 12 && heapGrowth > 32) failures.push(`retained heap grew ${heapGrowth.toFixed(1)} MB`)
+  if (failures.length > 0) {
+    console.error(`SOAK FAILED:\n- ${failures.join("\n- ")}`)
+    process.exit(1)
+  }
+  log("SOAK PASSED: zero lost acknowledged changes, zero leaks, memory flat")
+  process.exit(0)
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
