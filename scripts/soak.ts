@@ -12,6 +12,10 @@
  *   more sockets or timers than before the run (process.getActiveResourcesInfo());
  * - memory flat: retained heap (after a full GC) and RSS sampled every 10 s, first minute vs the end.
  *
+ * The fault proxy and its random fault loop run in a worker thread: the proxy keeps every connection
+ * it ever accepted (a test tool's bookkeeping), and in its own isolate that does not count against the
+ * client's heap, which is what "memory flat" is about.
+ *
  * The faults are cut (one connection or all), stall then resume, delay, rechunk and drip. Byte
  * corruption is left out: PostgreSQL's protocol has no checksums, so a flipped data byte is a wrong
  * value, not a detectable fault (Faults.test.ts checks corrupted framing deterministically).
@@ -28,6 +32,7 @@ import type { PgConfigInput } from "../packages/connection/src/PgConfig.ts"
 import * as Pool from "../packages/connection/src/Pool.ts"
 import type * as Event from "../packages/replication/src/ChangeEvent.ts"
 import * as Logical from "../packages/replication/src/Logical.ts"
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads"
 import { startFaultProxy } from "../testing/src/FaultProxy.ts"
 import { startTestServer } from "../testing/src/TestServer.ts"
 
@@ -109,7 +114,6 @@ const counters = {
   notificationsSent: 0,
   notificationsReceived: 0,
   listenReconnects: 0,
-  faults: 0,
   untypedErrors: 0
 }
 const TYPED = new Set(["ConnectionError", "ProtocolError", "TimeoutError", "PgServerError", "AuthenticationError"])
@@ -123,14 +127,122 @@ const classify = <A, E>(exit: Exit.Exit<A, E>): "ok" | "typed" | "untyped" => {
   return "untyped"
 }
 
+// --- the proxy worker ------------------------------------------------------------------------------
+
+type ProxyRequest = { readonly id: number; readonly type: "stopFaults" | "stats" | "close" }
+interface ProxyStats {
+  readonly faults: number
+  readonly openConnections: number
+  readonly totalConnections: number
+}
+
+/** Runs in the worker: the proxy, and random faults until told to stop. */
+const proxyWorker = async (): Promise<void> => {
+  const { targetPort, faultSeed } = workerData as { targetPort: number; faultSeed: number }
+  seed = faultSeed >>> 0 || 1
+  const proxy = await startFaultProxy({ host: "127.0.0.1", port: targetPort })
+  let faults = 0
+  let faulting = true
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+  const loop = async () => {
+    while (faulting) {
+      await sleep(1000 + Math.floor(random() * 3000))
+      if (!faulting) break
+      const open = proxy.connections.filter((c) => c.isOpen)
+      const one = open.length > 0 ? pick(open) : undefined
+      const kind = pick(["cut-one", "cut-one", "cut-all", "stall", "delay", "rechunk", "drip"] as const)
+      faults++
+      switch (kind) {
+        case "cut-one":
+          one?.cut({ afterBytes: Math.floor(random() * 20000), direction: pick(["toClient", "toServer"] as const), reset: random() < 0.5 })
+          break
+        case "cut-all":
+          proxy.cut()
+          break
+        case "stall":
+          one?.stall()
+          await sleep(100 + Math.floor(random() * 700))
+          one?.resume()
+          break
+        case "delay":
+          proxy.delay(20 + Math.floor(random() * 80))
+          await sleep(1000)
+          proxy.delay(0)
+          break
+        case "rechunk":
+          proxy.rechunk({ maxChunk: 1 + Math.floor(random() * 64), seed: Math.floor(random() * 1e9) })
+          await sleep(2000)
+          proxy.reset()
+          break
+        case "drip":
+          one?.dripBytes(1)
+          await sleep(300)
+          one?.dripBytes(0)
+          break
+      }
+    }
+    proxy.reset()
+  }
+  const looping = loop()
+  const stats = (): ProxyStats => ({ faults, openConnections: proxy.openConnections, totalConnections: proxy.totalConnections })
+  parentPort!.on("message", async (req: ProxyRequest) => {
+    if (req.type === "stopFaults") {
+      faulting = false
+      await looping
+    } else if (req.type === "close") {
+      faulting = false
+      await looping
+      await proxy.close()
+    }
+    parentPort!.postMessage({ id: req.id, stats: stats() })
+    if (req.type === "close") parentPort!.close()
+  })
+  parentPort!.postMessage({ id: 0, port: proxy.port, stats: stats() })
+}
+
+/** The main thread's handle on the proxy worker. */
+const startProxyWorker = async (targetPort: number, faultSeed: number) => {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { targetPort, faultSeed } })
+  const waiting = new Map<number, (stats: ProxyStats) => void>()
+  let nextId = 1
+  let lastStats: ProxyStats = { faults: 0, openConnections: 0, totalConnections: 0 }
+  const port = await new Promise<number>((resolve, reject) => {
+    worker.once("error", reject)
+    worker.on("message", (m: { id: number; port?: number; stats: ProxyStats }) => {
+      lastStats = m.stats
+      if (m.id === 0) resolve(m.port!)
+      waiting.get(m.id)?.(m.stats)
+      waiting.delete(m.id)
+    })
+  })
+  const ask = (type: ProxyRequest["type"]) =>
+    new Promise<ProxyStats>((resolve) => {
+      const id = nextId++
+      waiting.set(id, resolve)
+      worker.postMessage({ id, type } satisfies ProxyRequest)
+    })
+  return {
+    port,
+    ask,
+    /** The last stats the worker reported (refreshed by every answer). */
+    stats: () => lastStats,
+    terminate: async () => {
+      await ask("close")
+      await worker.terminate()
+    }
+  }
+}
+
+// --- the client side ------------------------------------------------------------------------------
+
 const main = async () => {
   const baselineResources = resources()
   log(`starting a private PostgreSQL 18 (${MINUTES} min run)`)
   const server = await startTestServer({ version: 18 })
-  const proxy = await startFaultProxy({ host: "127.0.0.1", port: server.info.port })
+  const proxy = await startProxyWorker(server.info.port, seed * 7919)
   const direct: PgConfigInput = { host: server.info.socketDir, port: server.info.port, user: server.info.superuser, database: server.info.database }
   const viaProxy: PgConfigInput = {
-    host: proxy.host,
+    host: "127.0.0.1",
     port: proxy.port,
     user: server.info.superuser,
     database: server.info.database,
@@ -268,60 +380,21 @@ const main = async () => {
         )
       )
 
-      // --- faults
-      const faults = Effect.gen(function*() {
-        while (running()) {
-          yield* Effect.sleep(`${1000 + Math.floor(random() * 3000)} millis`)
-          if (!running()) break
-          const open = proxy.connections.filter((c) => c.isOpen)
-          const one = open.length > 0 ? pick(open) : undefined
-          const kind = pick(["cut-one", "cut-one", "cut-all", "stall", "delay", "rechunk", "drip"] as const)
-          counters.faults++
-          switch (kind) {
-            case "cut-one":
-              one?.cut({ afterBytes: Math.floor(random() * 20000), direction: pick(["toClient", "toServer"] as const), reset: random() < 0.5 })
-              break
-            case "cut-all":
-              proxy.cut()
-              break
-            case "stall":
-              one?.stall()
-              yield* Effect.sleep(`${100 + Math.floor(random() * 700)} millis`)
-              one?.resume()
-              break
-            case "delay":
-              proxy.delay(20 + Math.floor(random() * 80))
-              yield* Effect.sleep("1 second")
-              proxy.delay(0)
-              break
-            case "rechunk":
-              proxy.rechunk({ maxChunk: 1 + Math.floor(random() * 64), seed: Math.floor(random() * 1e9) })
-              yield* Effect.sleep("2 seconds")
-              proxy.reset()
-              break
-            case "drip":
-              one?.dripBytes(1)
-              yield* Effect.sleep("300 millis")
-              one?.dripBytes(0)
-              break
-          }
-        }
-        proxy.reset()
-      })
-
       const sampler = Effect.gen(function*() {
         while (running()) {
           yield* Effect.sleep("10 seconds")
+          yield* Effect.promise(() => proxy.ask("stats"))
           heapSamples.push(retainedHeapMb())
           if (SNAPSHOTS && heapSamples.length === 6) firstSnapshot = summariseSnapshot()
           rssSamples.push(rssMb())
           log(
-            `heap ${heapSamples.at(-1)!.toFixed(1)} MB rss ${rssSamples.at(-1)!.toFixed(0)} MB | queries ${counters.queriesOk}/${counters.queriesFailed} inserts ${counters.insertsAcked} copies ${counters.copiesAcked}/${counters.copiesFailed} notifications ${counters.notificationsReceived}/${counters.notificationsSent} replicated ${replicated.size} faults ${counters.faults} proxy open ${proxy.openConnections}`
+            `heap ${heapSamples.at(-1)!.toFixed(1)} MB rss ${rssSamples.at(-1)!.toFixed(0)} MB | queries ${counters.queriesOk}/${counters.queriesFailed} inserts ${counters.insertsAcked} copies ${counters.copiesAcked}/${counters.copiesFailed} notifications ${counters.notificationsReceived}/${counters.notificationsSent} replicated ${replicated.size} faults ${proxy.stats().faults} proxy open ${proxy.stats().openConnections}`
           )
         }
       })
 
-      yield* Effect.all([queries, inserts, copies, listen, notify, faults, sampler], { concurrency: "unbounded", discard: true })
+      yield* Effect.all([queries, inserts, copies, listen, notify, sampler], { concurrency: "unbounded", discard: true })
+      yield* Effect.promise(() => proxy.ask("stopFaults"))
       if (SNAPSHOTS && firstSnapshot !== undefined) {
         const last = summariseSnapshot()
         const growth = [...last].map(([k, v]) => {
@@ -347,10 +420,14 @@ const main = async () => {
     })
   )
   let result: Effect.Success<typeof program>
+  let proxyAtEnd: ProxyStats
   try {
     result = await Effect.runPromise(program)
   } finally {
-    await proxy.close()
+    // Every client is closed now: the proxy must see every connection closed.
+    await new Promise((r) => setTimeout(r, 500))
+    proxyAtEnd = await proxy.ask("stats")
+    await proxy.terminate()
     await server.stop()
   }
   await new Promise((r) => setTimeout(r, 500))
@@ -368,8 +445,9 @@ const main = async () => {
     lostAcknowledgedInserts: result.lostInserts.length,
     acknowledgedInsertsNotReplicated: result.notReplicated.length,
     lostAcknowledgedCopies: result.lostCopies.length,
-    proxyConnectionsTotal: proxy.totalConnections,
-    proxyConnectionsOpenAtEnd: proxy.openConnections,
+    faults: proxyAtEnd.faults,
+    proxyConnectionsTotal: proxyAtEnd.totalConnections,
+    proxyConnectionsOpenAtEnd: proxyAtEnd.openConnections,
     leakedResources: Object.fromEntries(leaked),
     heapMbFirstMinute: Number(avg(firstMinute).toFixed(1)),
     heapMbLastMinute: Number(avg(lastMinute).toFixed(1)),
@@ -385,7 +463,7 @@ const main = async () => {
   if (result.lostCopies.length > 0) failures.push(`acknowledged COPY batches incomplete: ${JSON.stringify(result.lostCopies.slice(0, 5))}`)
   if (counters.wrongAnswers > 0) failures.push(`${counters.wrongAnswers} wrong answers`)
   if (counters.untypedErrors > 0) failures.push(`${counters.untypedErrors} untyped errors`)
-  if (proxy.openConnections > 0) failures.push(`${proxy.openConnections} proxy connections still open`)
+  if (proxyAtEnd.openConnections > 0) failures.push(`${proxyAtEnd.openConnections} proxy connections still open`)
   if (leaked.length > 0) failures.push(`leaked resources: ${JSON.stringify(Object.fromEntries(leaked))}`)
   if (uncaught.length > 0) failures.push(`uncaught: ${uncaught.map(String).join("; ")}`)
   if (heapSamples.length >= 12 && heapGrowth > 32) failures.push(`retained heap grew ${heapGrowth.toFixed(1)} MB`)
@@ -397,7 +475,7 @@ const main = async () => {
   process.exit(0)
 }
 
-main().catch((e) => {
+;(isMainThread ? main() : proxyWorker()).catch((e) => {
   console.error(e)
   process.exit(1)
 })

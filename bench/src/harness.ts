@@ -131,7 +131,11 @@ export const describeRow = (row: unknown): string => {
 // Running workers (main process)
 // ---------------------------------------------------------------------------------------------
 
-const WORKER = Path.join(import.meta.dirname, "worker.ts")
+/** The worker script: the bundle main.ts builds before a run (see bundle.ts), else the TypeScript source. */
+let WORKER = Path.join(import.meta.dirname, "worker.ts")
+export const useWorker = (path: string): void => {
+  WORKER = path
+}
 export const RESULT_PREFIX = "@@pgfx-bench-result@@"
 const WORKER_TIMEOUT_MS = 180_000
 

@@ -25,8 +25,10 @@ import {
   runWorker,
   type Sample,
   si,
-  summarize
+  summarize,
+  useWorker
 } from "./harness.ts"
+import { bundleWorker } from "./bundle.ts"
 
 const BENCH_DIR = Path.resolve(import.meta.dirname, "..")
 const PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
@@ -110,6 +112,10 @@ const main = async () => {
   const cores = Os.cpus().length
   if (args.pin.includes(true) && cores < 2) throw new Error("--pin needs at least 2 cores")
   console.log(`pgfx benchmarks: ${args.names.join(", ")}; ${cores} cores (${Os.cpus()[0]?.model ?? "?"}), node ${process.version}`)
+  if (process.env["PGFX_BENCH_UNBUNDLED"] !== "1") {
+    useWorker(await bundleWorker())
+    console.log("workers run the bundled JavaScript in bench/.build (PGFX_BENCH_UNBUNDLED=1 runs the TypeScript sources)")
+  }
   const server = await startTestServer({
     version: 18,
     extraConf: { fsync: "off", synchronous_commit: "off", shared_buffers: "256MB", full_page_writes: "off" }

@@ -7,7 +7,8 @@
  *   startup packets: above MAX_STARTUP_PACKET_LENGTH) is a `ProtocolError`; nothing is allocated
  *   from a length field: a partial frame is kept as the chunks that arrived, and joined only when whole.
  * - Frames are handed out as views (buf, start, end) of the chunk they arrived in, or of a fresh
- *   buffer when they spanned chunks; the framer never writes into those bytes again.
+ *   buffer when they spanned chunks (holding just that frame once its length is known: the rest of the
+ *   chunk is framed in place, never copied); the framer never writes into those bytes again.
  * - After a ProtocolError the framer is poisoned: every later push throws the same error.
  *
  * Modes: "typed" (Byte1 type + Int32 length: every message after startup), "untyped" (Int32

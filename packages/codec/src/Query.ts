@@ -5,7 +5,8 @@
  * Invariants:
  * - DataRow: the column count and every column length are checked against the message before
  *   anything is read or allocated; -1 is NULL, any other negative length is "LengthOutOfRange".
- *   Values are views of the frame (no copy).
+ *   Values are views of the frame (no copy), plain Uint8Arrays also when the frame is a Node Buffer.
+ *   `decodeBackend` reads DataRow with `decodeDataRowBody` (no Reader): same checks, same errors.
  * - `scanDataRow` performs the same validation as `decodeDataRow` without allocating: a row it
  *   accepts decodes, and a row it rejects fails to decode with the same reason.
  * - Format codes are 0 or 1 and ReadyForQuery's status is 'I', 'T' or 'E'; anything else is

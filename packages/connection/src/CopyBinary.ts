@@ -85,9 +85,15 @@ export class BinaryRowParser {
   private headerDone = false
   private ended = false
 
+  /** Object rows: one generated literal per column set, so every row has the same shape (keyed stores are slow). */
+  private readonly shape: ((values: ReadonlyArray<unknown>) => Record<string, unknown>) | undefined
+  private readonly scratch: Array<unknown>
+
   constructor(columns: ReadonlyArray<BinaryColumn>, mode: RowMode = "object") {
     this.columns = columns
     this.mode = mode
+    this.shape = mode === "object" ? objectShape(columns.map((c) => c.name)) : undefined
+    this.scratch = new Array<unknown>(columns.length).fill(null)
   }
 
   /** Whether the trailer was read. */
@@ -207,6 +213,18 @@ export class BinaryRowParser {
           }
         }
         out.push(row)
+      } else if (this.shape !== undefined) {
+        const values = this.scratch
+        for (let i = 0; i < n; i++) {
+          const len = readI32(buf, p)
+          p += 4
+          if (len === -1) values[i] = null
+          else {
+            values[i] = columns[i]!.codec.decodeBinary!(buf, p, p + len)
+            p += len
+          }
+        }
+        out.push(this.shape(values))
       } else {
         const row: Record<string, unknown> = {}
         for (let i = 0; i < n; i++) {
@@ -223,6 +241,22 @@ export class BinaryRowParser {
       pos = p
     }
     return pos
+  }
+}
+
+/**
+ * `(v) => ({ "a": v[0], "b": v[1] })` for the column names (a repeated name keeps its last value, as the
+ * keyed loop does); undefined where code cannot be generated or a name is `__proto__` (the keyed loop then).
+ */
+const objectShape = (names: ReadonlyArray<string>): ((values: ReadonlyArray<unknown>) => Record<string, unknown>) | undefined => {
+  const last = new Map<string, number>()
+  names.forEach((name, i) => last.set(name, i))
+  if (last.has("__proto__")) return undefined
+  const props = Array.from(last, ([name, i]) => `${JSON.stringify(name)}: v[${i}]`)
+  try {
+    return new Function("v", `return { ${props.join(", ")} }`) as (values: ReadonlyArray<unknown>) => Record<string, unknown>
+  } catch {
+    return undefined
   }
 }
 

@@ -148,7 +148,12 @@ describe("Logical: acknowledgement", () => {
       yield* repl.flush
       assert.isTrue(yield* eventually(Effect.map(confirmedFlush(f.admin, f.slot), (l) => l === t1.endLsn)))
       yield* Effect.sleep("500 millis")
-      assert.strictEqual(yield* confirmedFlush(f.admin, f.slot), t1.endLsn)
+      const p = repl.positions()
+      assert.strictEqual(
+        yield* confirmedFlush(f.admin, f.slot),
+        t1.endLsn,
+        `t2 ${Lsn.format(t2.commitLsn)}..${Lsn.format(t2.endLsn)}; received ${Lsn.format(p.received)} acked ${Lsn.format(p.acked)} confirmed ${Lsn.format(p.confirmed)} reconnects ${p.reconnects}`
+      )
       // The acknowledge step after processing acknowledges each transaction it lets through.
       yield* repl.ack(t2)
       yield* repl.flush

@@ -42,13 +42,19 @@ describe("SlotHealth", () => {
 
       // Write while nobody consumes: the lag grows in bytes and in time.
       yield* admin.simple(`insert into ${table} select g, repeat('x', 500) from generate_series(1, 5000) g`)
-      yield* Effect.sleep("600 millis")
+      // pg_current_wal_lsn() is the write position: the WAL writer may publish the insert up to
+      // wal_writer_delay (200 ms) after it committed. A reading a second later must see ≥ 0.5 s of lag.
+      yield* Effect.sleep("1 second")
       const before = yield* admin.query<{ lsn: string }>("select pg_current_wal_lsn()::text as lsn")
-      const behind = yield* takeUntil(readings, (r) => r.currentLsn >= Lsn.fromStringUnsafe(before.rows[0]!.lsn))
+      const after = Date.now()
+      const behind = yield* takeUntil(
+        readings,
+        (r) => r.at.getTime() >= after && r.currentLsn >= Lsn.fromStringUnsafe(before.rows[0]!.lsn)
+      )
       assert.isTrue(behind.lagBytes > 2_000_000n, `lag ${behind.lagBytes}`)
       assert.strictEqual(behind.lagBytes, behind.currentLsn - behind.confirmedFlushLsn!)
       assert.isTrue(behind.retainedBytes >= behind.lagBytes)
-      assert.isTrue(Duration.toMillis(behind.lagTime!) >= 300, `lag time ${Duration.format(behind.lagTime!)}`)
+      assert.isTrue(Duration.toMillis(behind.lagTime!) >= 500, `lag time ${Duration.format(behind.lagTime!)}`)
 
       // A consumer catches up and acknowledges: the lag closes; the slot shows as active.
       const repl = yield* Logical.make(config(), { slot, publications: [pub], statusInterval: "100 millis", autoAck: "onPull" })

@@ -94,6 +94,9 @@ describe("Snapshot → stream handoff", () => {
       )
       yield* Effect.sleep("1500 millis")
       yield* Fiber.interrupt(writerFiber)
+      // The interrupted statement may still commit on the server: wait until the writer's connection
+      // has finished it (a later request completes after it), so the marker commits last.
+      yield* writer.simple("select 1")
       yield* admin.simple(`insert into ${table} values (-1, 0, 'end')`)
       yield* Fiber.join(consumer).pipe(Effect.timeout("30 seconds"))
 

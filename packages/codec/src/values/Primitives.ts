@@ -15,7 +15,9 @@
  * - uuid → lowercase canonical string; encoders accept any case, with or without hyphens or braces;
  * - json/jsonb → the `JSON.parse`d value (numbers beyond 2^53 lose precision, as JSON.parse does), or
  *   with the registry's `json: "string"` option the raw text. jsonb binary starts with version byte 1.
- * Integer text is parsed strictly (optional sign, digits); nothing is coerced.
+ * Integer text is parsed strictly (optional sign, digits); nothing is coerced. Float text is checked
+ * byte by byte and, when exact (≤ 15 significant digits, decimal exponent within ±22), computed without a
+ * string; the result is always the double `Number()` gives for the text.
  */
 import type { Writer } from "../internal/Writer.ts"
 import { decodeUtf8 } from "../internal/utf8.ts"

@@ -23,6 +23,9 @@
  * 9999, fractions of 1–6 digits (more are rounded to microseconds), offsets such as `+05:30`, `-03`,
  * `+00:09:21` and `Z`. A seconds field of 60 (leap second) is refused; PostgreSQL never prints one.
  * Intervals parse IntervalStyle "postgres" (the default) and ISO 8601 durations.
+ * The common server output (`YYYY-MM-DD HH:MM:SS[.ffffff][±HH[:MM[:SS]]]`) is read from the bytes by a
+ * fast path that only ever accepts what the regex parser accepts, with the same result, and defers
+ * every other input to it (tested against it in FastPaths.test.ts).
  */
 import type { Writer } from "../internal/Writer.ts"
 import { decodeUtf8 } from "../internal/utf8.ts"
