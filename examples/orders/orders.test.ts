@@ -108,12 +108,12 @@ describe("examples/orders", () => {
         yield* waitFor(Effect.map(cache.invalidations, (n) => n >= 1))
         assert.strictEqual((yield* cache.get(order.id)).status, "pending")
         assert.isTrue(yield* cache.isCached(order.id))
-        // a rolled-back update notifies nobody: the entry stays
-        const before = yield* cache.invalidations
+        // a rolled-back update notifies nobody: the entry stays (the global invalidation count is not
+        // compared: notifications of other tests' orders may still be arriving)
         yield* Effect.ignore(sql.withTransaction(Effect.andThen(repo.updateStatus({ id: order.id, status: "shipped" }), Effect.fail("undo"))))
         yield* Effect.sleep("100 millis")
-        assert.strictEqual(yield* cache.invalidations, before)
         assert.isTrue(yield* cache.isCached(order.id))
+        assert.strictEqual((yield* cache.get(order.id)).status, "pending")
         // a committed one drops it, and the next read sees the new state
         yield* repo.updateStatus({ id: order.id, status: "shipped" })
         yield* waitFor(Effect.map(cache.isCached(order.id), (cached) => !cached))

@@ -112,11 +112,12 @@ describe("BASE_BACKUP", () => {
           Stream.runForEach((e) =>
             Effect.sync(() => {
               if (e._tag === "ArchiveData") dataBytes += e.data.length
-              if (tags[tags.length - 1] !== e._tag) tags.push(e._tag)
+              // Progress reports may come between data chunks: collapse runs of the other events.
+              if (e._tag !== "Progress" && tags[tags.length - 1] !== e._tag) tags.push(e._tag)
             })
           )
         )
-        assert.deepStrictEqual(tags.filter((t) => t !== "Progress"), ["Start", "Archive", "ArchiveData", "End"])
+        assert.deepStrictEqual(tags, ["Start", "Archive", "ArchiveData", "End"])
         assert.isAbove(dataBytes, 1_000_000)
         // An invalid option is the server's error, and the connection stays usable.
         const exit = yield* Effect.exit(Stream.runDrain(baseBackup(repl, { maxRate: 1 })))
