@@ -40,6 +40,7 @@ import type { ConnectionApi } from "./Connection.ts"
 import { BinaryRowParser, type BinaryColumn, BINARY_HEADER, encodeBinaryRow, type RowMode, writeBinaryTrailer } from "./CopyBinary.ts"
 import { InvalidRequestError, type PgError, type PgServerError, serverError } from "./PgError.ts"
 import { encodeSimpleQuery, errorFieldsOf, parseCommandTag } from "./Query.ts"
+import { quoteIdentifier, quoteQualified } from "./Quote.ts"
 import type { Pending, WireError } from "./Wire.ts"
 
 export interface CopyFromOptions {
@@ -630,8 +631,6 @@ const copyEnded = () => new InvalidRequestError({ reason: "Other", message: "the
 /** A table name: one identifier, or [schema, table]. */
 export type TableName = string | readonly [schema: string, table: string]
 
-/** Quotes an identifier for SQL ("a""b"). */
-export const quoteIdentifier = (name: string): string => `"${name.replace(/"/g, "\"\"")}"`
 
 const tableSql = (table: TableName): string =>
   typeof table === "string" ? quoteIdentifier(table) : `${quoteIdentifier(table[0])}.${quoteIdentifier(table[1])}`
@@ -734,7 +733,7 @@ export const copyToRows = <A = Record<string, unknown>>(
       const relation = typeof sqlOrTable !== "string"
         ? tableSql(sqlOrTable)
         : isTable
-        ? sqlOrTable.split(".").map(quoteIdentifier).join(".")
+        ? quoteQualified(sqlOrTable)
         : undefined
       const select = relation !== undefined
         ? `SELECT ${options?.columns === undefined ? "*" : options.columns.map(quoteIdentifier).join(", ")} FROM ${relation}`

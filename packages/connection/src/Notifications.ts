@@ -29,6 +29,7 @@ import type * as Scope from "effect/Scope"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import type { ConnectionApi, Notification } from "./Connection.ts"
 import { InvalidRequestError, type PgError } from "./PgError.ts"
+import { quoteIdentifier } from "./Quote.ts"
 import type { WireError } from "./Wire.ts"
 
 export type { Notification }
@@ -58,8 +59,6 @@ export type ListenError = PgError | NotificationOverflowError
 /** PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes; a truncated channel would never match. */
 const MAX_CHANNEL_BYTES = 63
 
-/** Quotes an identifier for SQL: wrapped in double quotes, embedded double quotes doubled. */
-export const quoteIdentifier = (name: string): string => `"${name.replaceAll("\"", "\"\"")}"`
 
 const utf8Length = (s: string): number => new TextEncoder().encode(s).length
 

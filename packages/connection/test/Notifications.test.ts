@@ -9,9 +9,9 @@ import {
   type Notification,
   notices,
   notify,
-  parameterChanges,
-  quoteIdentifier
+  parameterChanges
 } from "../src/Notifications.ts"
+import { quoteIdentifier } from "../src/Quote.ts"
 import { unixConfig } from "./helpers.ts"
 
 const open = () => Connection.make(unixConfig())

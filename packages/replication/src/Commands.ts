@@ -19,25 +19,11 @@ import { InvalidRequestError, type PgError, ProtocolError } from "@pgfx/connecti
 import type { QueryResult, Row } from "@pgfx/connection/Query"
 import * as Lsn from "./Lsn.ts"
 
-// --- quoting --------------------------------------------------------------------------------------
+import { quoteIdentifier, quoteLiteral, quoteQualified } from "@pgfx/connection/Quote"
 
-const refuseNul = (what: string, s: string): void => {
-  if (s.includes("\u0000")) {
-    throw new InvalidRequestError({ reason: "Other", message: `${what} must not contain a NUL character` })
-  }
-}
+// --- quoting (shared with the connection package) -------------------------------------------------
 
-/** `"name"`, with `"` doubled. Throws InvalidRequestError for a NUL. */
-export const quoteIdentifier = (name: string): string => {
-  refuseNul("an identifier", name)
-  return `"${name.replaceAll('"', '""')}"`
-}
-
-/** `'text'`, with `'` doubled. Throws InvalidRequestError for a NUL. */
-export const quoteLiteral = (text: string): string => {
-  refuseNul("a string literal", text)
-  return `'${text.replaceAll("'", "''")}'`
-}
+export { quoteIdentifier, quoteLiteral, quoteQualified }
 
 /** An option value: booleans and numbers as words, strings as literals. */
 const optionValue = (v: boolean | number | string): string =>
@@ -128,7 +114,7 @@ export const identifySystem = (conn: ConnectionApi): Effect.Effect<SystemIdentif
 /** The current value of a run-time parameter, as the server prints it ("16MB", "on"…). */
 export const show = (conn: ConnectionApi, name: string): Effect.Effect<string, PgError> =>
   Effect.gen(function*() {
-    const sql = yield* commandText(() => `SHOW ${name.split(".").map(quoteIdentifier).join(".")}`)
+    const sql = yield* commandText(() => `SHOW ${quoteQualified(name)}`)
     const results = yield* run(conn, sql)
     const last = results[results.length - 1]
     const row = last?.rows[0]

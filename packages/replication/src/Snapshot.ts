@@ -67,7 +67,7 @@ const plainConfig = (input: Connection.ConnectionInput) => {
 }
 
 /** `"schema"."table"` from `schema.table` (or `"table"`). */
-export const quoteTable = (table: string): string => table.split(".").map(Commands.quoteIdentifier).join(".")
+export const quoteTable = (table: string): string => Commands.quoteQualified(table)
 
 /**
  * Creates `slot` exporting a snapshot and imports it on `conn` in a new REPEATABLE READ transaction,
