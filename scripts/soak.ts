@@ -449,6 +449,8 @@ const main = async () => {
     proxyConnectionsTotal: proxyAtEnd.totalConnections,
     proxyConnectionsOpenAtEnd: proxyAtEnd.openConnections,
     leakedResources: Object.fromEntries(leaked),
+    // The soak's own bookkeeping (ids of acknowledged and replicated inserts) grows by design: ~20 bytes each.
+    bookkeepingEntries: acked.size + replicated.size + copyBatches.size,
     heapMbFirstMinute: Number(avg(firstMinute).toFixed(1)),
     heapMbLastMinute: Number(avg(lastMinute).toFixed(1)),
     rssMbMin: Math.round(Math.min(...rssSamples)),

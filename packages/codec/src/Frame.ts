@@ -68,6 +68,8 @@ export class Framer {
   /** The handler of the streamed frame in progress, and how many body bytes it still expects. */
   private streaming: FrameStreamHandler | undefined
   private streamRemaining = 0
+  /** Scratch for a header split between chunks. */
+  private readonly header = new Uint8Array(5)
 
   constructor(options: FramerOptions = {}) {
     this.mode = options.mode ?? "typed"
@@ -105,12 +107,14 @@ export class Framer {
       if (take === chunk.length) return
       buf = take === 0 ? chunk : chunk.subarray(take)
     } else if (this.partsLength > 0) {
-      const need = this.need
+      // A header split between chunks is read across them, so the frame's size is known here too.
+      const need = this.need > 0 ? this.need : this.pendingFrameSize(chunk)
       if (need > 0 && this.partsLength + chunk.length >= need) {
         // The frame at the head completes in this chunk: copy only that frame, then go on in the chunk.
         this.completeFrame(chunk, need, onFrame)
         return
       }
+      this.need = need
       this.parts.push(chunk)
       this.partsLength += chunk.length
       // Still short of a known frame size: keep the chunk as it is, no copy.
@@ -171,6 +175,32 @@ export class Framer {
     const rest = chunk.subarray(from)
     this.parts.push(rest)
     this.partsLength += rest.length
+  }
+
+  /**
+   * The size of the frame whose header starts the pending bytes, read across them and `chunk`; 0 when
+   * the header is still incomplete, or when the general path must decide (a length out of range, which
+   * it reports; a frame to stream; "byte" mode).
+   */
+  private pendingFrameSize(chunk: Uint8Array): number {
+    const mode = this.mode
+    if (mode === "byte") return 0
+    const typed = mode === "typed"
+    const header = typed ? 5 : 4
+    if (this.partsLength + chunk.length < header) return 0
+    const h = this.header
+    let n = 0
+    for (let k = 0; k < this.parts.length && n < header; k++) {
+      const p = this.parts[k]!
+      for (let i = 0; i < p.length && n < header; i++) h[n++] = p[i]!
+    }
+    for (let i = 0; n < header; i++) h[n++] = chunk[i]!
+    const lp = typed ? 1 : 0
+    const length = (h[lp]! << 24) | (h[lp + 1]! << 16) | (h[lp + 2]! << 8) | h[lp + 3]!
+    if (length < MIN_MESSAGE_LENGTH || length > (typed ? this.maxMessageSize : MAX_STARTUP_PACKET_LENGTH)) return 0
+    const stream = this.streamFrames
+    if (typed && stream !== undefined && h[0] === stream.type && length - 4 > stream.threshold) return 0
+    return typed ? length + 1 : length
   }
 
   private headerSize(): number {

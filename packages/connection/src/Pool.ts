@@ -203,6 +203,7 @@ export const make = (
           for (const item of pool.state.items) {
             if (item.exit._tag !== "Success" || pool.state.invalidated.has(item) || item.refCount > 0) continue
             const m = item.exit.value
+            if (m.borrowers > 0) continue // in use through the fast path (see `shared`)
             if (!m.connection.isOpen() || now >= m.expiresAt) {
               stale.push(m)
               active--
@@ -394,9 +395,45 @@ export const make = (
         return Effect.map(Effect.service(PinnedConnections), (pins) => pins.get(owner))
       })
 
+    /**
+     * The fast path of a plain query: an open, unpinned, recently used session with room (fewest borrowers
+     * first) is used directly — no lease scope, no Pool bookkeeping — counted in `borrowers` like any
+     * borrower, so pinning, draining and the idle sweep see it. Anything else (no room, a session that
+     * needs its health check, none open yet) takes the full lease path, which may open a session.
+     */
+    const readySession = (): PooledConnection | undefined => {
+      const now = Date.now()
+      let best: PooledConnection | undefined
+      for (const item of pool.state.items) {
+        if (item.exit._tag !== "Success" || pool.state.invalidated.has(item)) continue
+        const m = item.exit.value
+        if (m.pinned || m.borrowers >= perConnection || unusable(m)) continue
+        if (m.borrowers === 0 && now - m.lastReleased >= pingAfterIdleMs) continue
+        if (best === undefined || m.borrowers < best.borrowers) best = m
+      }
+      return best
+    }
+
+    const onSession = <A>(m: PooledConnection, f: (conn: ConnectionApi) => Effect.Effect<A, PgError>) =>
+      Effect.suspend(() => {
+        m.borrowers++
+        return Effect.onExit(f(m.connection), (exit) => {
+          // An expired session is retired by its last borrower (retiring closes it under the others).
+          const last = m.borrowers === 1
+          const broken = brokeTheSession(exit) ||
+            (last && (m.connection.transactionStatus() !== "I" || unusable(m)))
+          uncount(m)
+          return broken ? retire(pool, m) : Effect.void
+        })
+      })
+
     const shared = <A>(f: (conn: ConnectionApi) => Effect.Effect<A, PgError>): Effect.Effect<A, PgError> =>
-      Effect.flatMap(pinnedConnection(), (conn) =>
-        conn !== undefined ? f(conn) : Effect.scoped(Effect.flatMap(lease(false), f)))
+      Effect.flatMap(pinnedConnection(), (conn) => {
+        if (conn !== undefined) return f(conn)
+        if (pool.state.isShuttingDown) return Effect.fail(closedError())
+        const m = readySession()
+        return m !== undefined ? onSession(m, f) : Effect.scoped(Effect.flatMap(lease(false), f))
+      })
 
     const withConnection = <A, E, R>(f: (conn: ConnectionApi) => Effect.Effect<A, E, R>): Effect.Effect<A, E | PgError, R> =>
       Effect.flatMap(pinnedConnection(), (conn) => {
