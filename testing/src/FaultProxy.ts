@@ -547,8 +547,16 @@ class Connection implements ProxyConnection {
     this.stopForwarding()
     for (const socket of [this.client, this.server]) {
       if (socket.destroyed) continue
-      if (reset && socket.readyState === "open") socket.resetAndDestroy()
-      else socket.destroy()
+      if (!reset || socket.readyState !== "open") {
+        socket.destroy()
+        continue
+      }
+      try {
+        socket.resetAndDestroy()
+      } catch {
+        // Only TCP sockets can be reset (a unix socket throws): close it instead.
+        socket.destroy()
+      }
     }
   }
 

@@ -32,14 +32,13 @@ import * as SchemaRuntime from "effect/Schema"
 import { decodeCopyBothResponse, decodeCopyInResponse, decodeCopyOutResponse, encodeCopyDone, encodeCopyFail } from "@pgfx/codec/Copy"
 import type { FrameStreamHandler } from "@pgfx/codec/Frame"
 import { Reader } from "@pgfx/codec/internal/Reader"
-import { decodeUtf8 } from "@pgfx/codec/internal/utf8"
 import { Writer } from "@pgfx/codec/internal/Writer"
 import { ProtocolError } from "@pgfx/codec/ProtocolError"
 import { sendCancel } from "./Cancel.ts"
 import type { ConnectionApi } from "./Connection.ts"
 import { BinaryRowParser, type BinaryColumn, BINARY_HEADER, encodeBinaryRow, type RowMode, writeBinaryTrailer } from "./CopyBinary.ts"
 import { InvalidRequestError, type PgError, type PgServerError, serverError } from "./PgError.ts"
-import { encodeSimpleQuery, errorFieldsOf, parseCommandTag } from "./Query.ts"
+import { commandTagOf, encodeSimpleQuery, errorFieldsOf, parseCommandTag } from "./Query.ts"
 import { quoteIdentifier, quoteQualified } from "./Quote.ts"
 import type { Pending, WireError } from "./Wire.ts"
 
@@ -208,8 +207,7 @@ class CopyRequest implements Pending {
         this.endPayloads(undefined)
         return false
       case 0x43: {
-        const tag = decodeUtf8(buf, start, end > start && buf[end - 1] === 0 ? end - 1 : end)
-        const parsed = parseCommandTag(tag)
+        const parsed = parseCommandTag(commandTagOf(buf, start, end))
         if (parsed.command === "COPY") this.rowCount = parsed.rowCount
         this.inCopy = false
         return false
@@ -221,6 +219,10 @@ class CopyRequest implements Pending {
         return false
       case 0x54: // RowDescription, DataRow: a result set after CopyBoth (timeline history), or not a COPY
       case 0x44:
+        // Never once a COPY IN or COPY OUT started (a COPY statement has no result set): only a broken
+        // or hostile server sends them then. Before it, an earlier statement of the query may return rows.
+        if (this.started.isDone && this.kind !== "both") return unexpected(type, "after a COPY started")
+        return false
       case 0x49: // EmptyQueryResponse
         return false
       case 0x5a: {

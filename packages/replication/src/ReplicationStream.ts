@@ -57,7 +57,7 @@ import {
 } from "@pgfx/codec/Replication"
 import type { ConnectionApi } from "@pgfx/connection/Connection"
 import { type PgError, type PgServerError, serverError } from "@pgfx/connection/PgError"
-import { encodeSimpleQuery, errorFieldsOf } from "@pgfx/connection/Query"
+import { commandTagOf, encodeSimpleQuery, errorFieldsOf } from "@pgfx/connection/Query"
 import type { Pending, WireError } from "@pgfx/connection/Wire"
 import * as Lsn from "./Lsn.ts"
 
@@ -270,7 +270,7 @@ class ReplicationRequest implements Pending {
         return false
       }
       case COMMAND_COMPLETE:
-        this.commandTag = decodeUtf8(buf, start, end > start && buf[end - 1] === 0 ? end - 1 : end)
+        this.commandTag = commandTagOf(buf, start, end)
         this.inCopy = false
         return false
       case EMPTY_QUERY:
@@ -281,6 +281,9 @@ class ReplicationRequest implements Pending {
         this.inCopy = false
         return false
       case READY:
+        // The server ends CopyBoth with CopyDone or an error, then CommandComplete: a ReadyForQuery while
+        // still in CopyBoth is a broken or hostile server, not the end of the stream.
+        if (this.inCopy) unexpected(type, "inside CopyBoth")
         this.complete()
         return true
       default:

@@ -1,0 +1,22 @@
+// COPY in both directions with backpressure: a Stream of CSV text into `copyFrom` (a Sink; the producer is
+// pulled only while the socket keeps up), and `copyTo` as a Stream of CopyData payloads (one per row).
+import { Effect, Stream } from "effect"
+import * as Connection from "@pgfx/connection/Connection"
+import * as Copy from "@pgfx/connection/Copy"
+
+export const program = Effect.scoped(
+  Effect.gen(function*() {
+    const conn = yield* Connection.make({})
+    yield* conn.simple("create temporary table readings (sensor int, value float8)")
+
+    const csv = Stream.range(1, 50_000).pipe(Stream.map((i) => `${i % 10},${i / 100}\n`))
+    const copied = yield* Stream.run(csv, Copy.copyFrom(conn, "copy readings from stdin (format csv)"))
+
+    const decoder = new TextDecoder()
+    const exported = yield* Copy.copyTo(conn, "copy (select sensor, sum(value) from readings group by 1 order by 1) to stdout").pipe(
+      Stream.map((line) => decoder.decode(line).trimEnd().split("\t")),
+      Stream.runCollect
+    )
+    return { copied, exported }
+  })
+)
