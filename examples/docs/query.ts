@@ -21,7 +21,7 @@ export const program = Effect.gen(function*() {
                     (3, 'desk', 240.00, 2, '{furniture}')) as p(id, name, price, stock, tags)
       where price < $1 and $2 = any(tags)
       order by id`,
-    [10, "office"]
+    ["10.00", "office"] // numeric parameters are decimal strings too: exact both ways
   )
   return yield* Schema.decodeUnknownEffect(Schema.Array(Product))(rows)
 }).pipe(Effect.provide(Connection.layerConfig(PgConfig.config)))

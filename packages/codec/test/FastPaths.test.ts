@@ -4,6 +4,7 @@
  *   accepts exactly PostgreSQL's float syntax;
  * - timestamp text: the byte-level ISO parser never accepts what the regex parser refuses, never
  *   disagrees with it, and does take the server's usual output;
+ * - timestamp binary encoding of a Date: the double path writes the bytes the bigint path writes;
  * - RowDecoder: the generated per-shape row function and the generic loop give the same rows and
  *   the same errors (reason, message, offset);
  * - DataRow: `decodeBackend`'s views hold exactly the column bytes; the framer's copy of only the
@@ -22,7 +23,7 @@ import { RowDecoder } from "../src/RowDecoder.ts"
 import { TypeOid } from "../src/TypeOid.ts"
 import { TypeRegistry } from "../src/TypeRegistry.ts"
 import { float4, float8 } from "../src/values/Primitives.ts"
-import { parseDateTimeFastForTest, parseDateTimeForTest } from "../src/values/Temporal.ts"
+import { parseDateTimeFastForTest, parseDateTimeForTest, PgTimestamp } from "../src/values/Temporal.ts"
 
 const FLOAT_SYNTAX = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/
 
@@ -150,6 +151,29 @@ describe("timestamp text fast path", () => {
     // timestamp (without time zone) still refuses an offset, through the regex path's error.
     const withOffset = encodeUtf8("2024-01-02 03:04:05+00")
     NodeAssert.throws(() => registry.get(TypeOid.timestamp).decodeText(withOffset, 0, withOffset.length), ProtocolError)
+  })
+})
+
+describe("timestamp binary encoding of a Date without bigint", () => {
+  it("writes the bytes the bigint path writes, across and beyond the exact range", () => {
+    const registry = TypeRegistry.make()
+    const bytesOf = (oid: number, v: unknown) => {
+      const w = new Writer()
+      registry.get(oid).encodeBinary!(w, v as never)
+      return Array.from(w.take())
+    }
+    const ms = fc.oneof(fc.integer({ min: -8.64e15, max: 8.64e15 }), fc.integer({ min: -1e13, max: 1e13 }), fc.integer({ min: -1e6, max: 1e6 }))
+    fc.assert(
+      fc.property(ms, (t) => {
+        const d = new Date(t)
+        for (const oid of [TypeOid.timestamptz, TypeOid.timestamp]) {
+          // PgTimestamp.fromDate goes through the bigint path.
+          NodeAssert.deepStrictEqual(bytesOf(oid, d), bytesOf(oid, PgTimestamp.fromDate(d)), `${oid} ${t}`)
+        }
+      }),
+      { numRuns: 5000 }
+    )
+    NodeAssert.throws(() => bytesOf(TypeOid.timestamptz, new Date(NaN)), ProtocolError)
   })
 })
 

@@ -637,6 +637,17 @@ const timestampCodec = (name: string, oid: number, withZone: boolean, mode: Temp
       return `${date} ${hms(Number(us - days * US_PER_DAY_N))}${withZone ? "+00" : ""}${bc ? " BC" : ""}`
     },
     encodeBinary: (w: Writer, v) => {
+      if (v instanceof Date) {
+        // A Date whose µs are exact in a double (years ~ -2250 … 2255) skips the bigint.
+        const us = v.getTime() * 1000
+        const pgUs = us - PG_EPOCH_MS * 1000
+        if (Number.isSafeInteger(us) && Number.isSafeInteger(pgUs)) {
+          const hi = Math.floor(pgUs / 4294967296)
+          w.raw32(hi)
+          w.raw32(pgUs - hi * 4294967296)
+          return
+        }
+      }
       const us = timestampInput(name, v)
       w.i64(us === 1 ? INT64_MAX : us === -1 ? INT64_MIN : us - PG_EPOCH_US)
     }
