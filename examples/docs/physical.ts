@@ -1,5 +1,5 @@
 // Physical streaming replication: the server's WAL, byte for byte, on a replication connection
-// (replication=true). Here: from the start of the current WAL segment up to the current position.
+// (replication=true). Here: from the start of the current WAL segment up to the server's flush position.
 import { Effect, Stream } from "effect"
 import * as Connection from "@pgfx/connection/Connection"
 import * as Commands from "@pgfx/replication/Commands"
@@ -11,7 +11,7 @@ export const program = Effect.scoped(
     const repl = yield* Connection.make({ replication: true })
     const system = yield* Commands.identifySystem(repl)
     const segmentSize = yield* Commands.walSegmentSize(repl)
-    const start = Lsn.segmentFloor(system.xlogPos, segmentSize)
+    const start = Lsn.segmentFloor(Lsn.add(system.xlogPos, -1), segmentSize) // the segment of the last byte flushed
 
     const received = yield* Physical.streamPhysical(repl, { startLsn: start }).pipe(
       Stream.takeUntil((chunk) => Lsn.add(chunk.walStart, chunk.data.length) >= system.xlogPos),

@@ -28,7 +28,7 @@ import { encodeFrontend } from "@pgfx/codec/FrontendMessage"
 import { Writer } from "@pgfx/codec/internal/Writer"
 import { ProtocolError } from "@pgfx/codec/ProtocolError"
 import type { FieldDescription } from "@pgfx/codec/Query"
-import { TypeRegistry } from "@pgfx/codec/TypeRegistry"
+import { TypeRegistry, type TypeRegistryOptions } from "@pgfx/codec/TypeRegistry"
 import { sendCancel } from "./Cancel.ts"
 import * as Notifications from "./Notifications.ts"
 import type { AsyncMessageOverflowError } from "./Notifications.ts"
@@ -209,6 +209,9 @@ const tlsOptionsFor = (config: PgConfig, host: string): Effect.Effect<Tls.Connec
         ...(config.sslCert !== undefined ? { cert: read(config.sslCert) } : {}),
         ...(config.sslKey !== undefined ? { key: read(config.sslKey) } : {}),
         ...(config.sslPassword !== undefined ? { passphrase: redactedValue(config.sslPassword) } : {}),
+        ...(config.sslCrl !== undefined ? { crl: read(config.sslCrl) } : {}),
+        ...(config.sslMinProtocolVersion !== undefined ? { minVersion: config.sslMinProtocolVersion } : {}),
+        ...(config.sslMaxProtocolVersion !== undefined ? { maxVersion: config.sslMaxProtocolVersion } : {}),
         ...(config.sslSni && Net.isIP(host) === 0 ? { servername: host } : {})
       }
       if (config.sslMode !== "verify-full") options.checkServerIdentity = () => undefined
@@ -256,7 +259,10 @@ const attempt = (
     const transport = yield* connect({
       endpoint,
       timeoutMs,
-      directTls: direct ? tlsOptions : undefined
+      directTls: direct ? tlsOptions : undefined,
+      keepAlive: endpoint.kind === "tcp" && config.keepAlives
+        ? { initialDelayMs: config.keepAlivesIdle !== undefined ? Duration.toMillis(config.keepAlivesIdle) : 0 }
+        : undefined
     })
     const framer = new Framer({ maxMessageSize: config.maxMessageSize })
     const run = Effect.gen(function*() {
@@ -365,8 +371,13 @@ export type ConnectionInput = PgConfig | PgConfigInput | string
 const isPgConfig = (u: unknown): u is PgConfig =>
   typeof u === "object" && u !== null && Array.isArray((u as PgConfig).hosts) && "sslMode" in (u as object)
 
+export interface MakeOptions {
+  /** How values decode (e.g. `temporal: "lossless"`, `json: "string"`); see the codec's TypeRegistry. */
+  readonly types?: TypeRegistryOptions | undefined
+}
+
 /** Opens a connection in the current Scope. */
-export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
+export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?: MakeOptions) {
   const config: PgConfig = isPgConfig(input)
     ? input
     : yield* resolveConfig(typeof input === "string" ? { connectionString: input } : input)
@@ -375,7 +386,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput) {
   const { transport, framer, session, endpoint } = opened
   const scope = yield* Effect.scope
 
-  const registry = TypeRegistry.make()
+  const registry = TypeRegistry.make(options?.types)
   const statements = new StatementCache(config.statementCacheSize)
   const preparing = new Map<string, Effect.Effect<PreparedStatement, PgError>>()
   const parameters = session.parameters
@@ -948,8 +959,8 @@ const toRequestError = (e: unknown): PgError => {
   return new InvalidRequestError({ reason: "Other", message: e instanceof Error ? e.message : String(e) })
 }
 
-export const layer = (input: ConnectionInput): Layer.Layer<Connection, PgError | PgConfigError> =>
-  Layer.effect(Connection, make(input))
+export const layer = (input: ConnectionInput, options?: MakeOptions): Layer.Layer<Connection, PgError | PgConfigError> =>
+  Layer.effect(Connection, make(input, options))
 
 export const layerConfig = (
   config: Config.Config<PgConfig>

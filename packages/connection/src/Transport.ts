@@ -293,6 +293,8 @@ export interface ConnectOptions {
   /** Direct TLS (sslnegotiation=direct): TLS starts at once, with ALPN "postgresql". */
   readonly directTls?: Tls.ConnectionOptions | undefined
   readonly timeoutMs?: number | undefined
+  /** TCP keepalive (libpq's keepalives / keepalives_idle); 0 keeps the system's idle time. */
+  readonly keepAlive?: { readonly initialDelayMs: number } | undefined
 }
 
 /** Opens a socket to one endpoint; fails with ConnectionError (or on timeout) and never leaves a socket behind. */
@@ -326,6 +328,7 @@ export const connect = (options: ConnectOptions): Effect.Effect<Transport, Conne
       done = true
       if (timer !== undefined) clearTimeout(timer)
       socket.off("error", onError)
+      if (options.keepAlive !== undefined) socket.setKeepAlive(true, options.keepAlive.initialDelayMs)
       const t = new Transport(socket, endpoint)
       if (options.directTls !== undefined) {
         t.tls = true

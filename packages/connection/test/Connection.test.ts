@@ -46,6 +46,23 @@ describe("Connection: queries", () => {
       })
     }))
 
+  it.live("numeric parameters: exact decimal strings, and JS numbers and bigints as the decimal they print as", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      const r = yield* conn.query<{ a: string; b: string; c: string; d: string }>(
+        "select $1::numeric::text as a, $2::numeric::text as b, $3::numeric::text as c, $4::numeric::text as d",
+        ["0.1000000000000000000001", 1.5, 12345678901234567890n, 1e-7]
+      )
+      assert.deepStrictEqual(r.rows[0], { a: "0.1000000000000000000001", b: "1.5", c: "12345678901234567890", d: "0.0000001" })
+    }))
+
+  it.live("the connection's type registry takes options (lossless timestamps)", () =>
+    Effect.gen(function*() {
+      const conn = yield* Connection.make(unixConfig(), { types: { temporal: "lossless" } })
+      const r = yield* conn.query<{ t: { toString(): string } }>("select '2024-01-02 03:04:05.123456+00'::timestamptz as t")
+      assert.include(r.rows[0]!.t.toString(), "05.123456")
+    }))
+
   it.live("a failed query leaves the connection usable and reports the server's error", () =>
     Effect.gen(function*() {
       const conn = yield* open(unixConfig())

@@ -124,8 +124,18 @@ const format = (p: Parsed): string => {
   return (p.negative && !isZero ? "-" : "") + intPart + (p.dscale > 0 ? "." + frac : "")
 }
 
-const parseOrFail = (v: string): Parsed => {
-  if (typeof v !== "string") return encodeInvalid("numeric", `${typeof v} is not a decimal string`)
+/**
+ * Decimal strings are taken as they are (lossless). A JS number or bigint is accepted too, as the
+ * decimal its value prints as (a number is already a binary double: encoding it loses nothing more).
+ */
+const parseOrFail = (input: string | number | bigint): Parsed => {
+  const v = typeof input === "string"
+    ? input
+    : typeof input === "bigint"
+    ? input.toString()
+    : typeof input === "number"
+    ? (Number.isNaN(input) ? "NaN" : input === Infinity ? "Infinity" : input === -Infinity ? "-Infinity" : String(input))
+    : encodeInvalid("numeric", `${typeof input} is not a decimal string, number or bigint`)
   const p = parse(v)
   if (p === undefined) return encodeInvalid("numeric", JSON.stringify(v))
   if (p.dscale > NUMERIC_DSCALE_MAX) encodeInvalid("numeric", `scale ${p.dscale} exceeds ${NUMERIC_DSCALE_MAX}`)
