@@ -214,15 +214,12 @@ const tlsOptionsFor = (config: PgConfig, host: string): Effect.Effect<Tls.Connec
         ...(config.sslMaxProtocolVersion !== undefined ? { maxVersion: config.sslMaxProtocolVersion } : {}),
         ...(config.sslSni && Net.isIP(host) === 0 ? { servername: host } : {})
       }
-      if (config.sslMode !== "verify-full") options.checkServerIdentity = () => undefined
-      else options.checkServerIdentity = undefined as never
       if (config.sslMode === "verify-full") {
-        // Node verifies the name against `servername`, or `host` when it is an IP.
-        ;(options as { host?: string }).host = host
-        if (Net.isIP(host) === 0) options.servername = host
-        delete (options as { checkServerIdentity?: unknown }).checkServerIdentity
+        // Node checks the certificate's names against `servername`, or against `host` for an IP address.
+        return { ...options, host, ...(Net.isIP(host) === 0 ? { servername: host } : {}) }
       }
-      return options
+      // verify-ca checks the chain only; below it nothing is verified (libpq's sslmode semantics).
+      return { ...options, checkServerIdentity: () => undefined }
     },
     catch: (e) =>
       new ConnectionError({
@@ -777,14 +774,13 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
             wire.deferFlush(Effect.asVoid(error === undefined ? Queue.end(queue) : Queue.fail(queue, error)))
           }
         }
-        const fiber = yield* Effect.forkScoped(
+        yield* Effect.forkScoped(
           runQuery<A>(sql, params, options, sink).pipe(
             Effect.catch((e) => (ended ? Effect.void : Queue.fail(queue, e)))
           )
         )
         // The consumer went away: stop the reader from waiting on this queue (pending offers return).
         yield* Effect.addFinalizer(() => Queue.shutdown(queue))
-        void fiber
         // Only non-empty batches are offered, so each take is a non-empty chunk of the stream.
         return Stream.fromPull(Effect.succeed(Queue.take(queue) as any)) as Stream.Stream<A, PgError>
       })
