@@ -670,23 +670,20 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
     options: QueryOptions | undefined,
     sink?: RowSink
   ): Effect.Effect<QueryResult<A>, PgError> =>
-    run<ReadonlyArray<QueryResult<unknown>>>((resume) => {
+    run<QueryResult<A>>((resume) => {
       writePendingCloses(writer, statements.toClose)
       encodeBind(writer, registry, "", statement.name, statement.parameterTypes, params, statement.resultFormats)
       writer.bytes(EXECUTE_SYNC)
       const request = new QueryRequest(
         contextFor(options?.rowMode),
         statement.sql,
-        onReady(resume),
+        resume as never,
         plansFor(statement, options?.rowMode),
         sink
       )
+      request.single = true
       return { request, bytes: writer.take() }
-    }).pipe(Effect.map((results) => (results[0] ?? emptyResult) as QueryResult<A>))
-
-  const onReady = <A>(resume: (effect: Effect.Effect<A, PgError>) => void) => (effect: Effect.Effect<A, PgError>) => {
-    resume(effect)
-  }
+    })
 
   const executeUnnamed = <A>(
     sql: string,
@@ -694,14 +691,16 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
     options: QueryOptions | undefined,
     sink?: RowSink
   ): Effect.Effect<QueryResult<A>, PgError> =>
-    run<ReadonlyArray<QueryResult<unknown>>>((resume) => {
+    run<QueryResult<A>>((resume) => {
       writePendingCloses(writer, statements.toClose)
       encodeFrontend(writer, { _tag: "Parse", name: "", query: sql, parameterTypes: params.map(() => 0) })
       encodeBind(writer, registry, "", "", params.map(() => 0), params, [])
       encodeFrontend(writer, { _tag: "Describe", kind: "P", name: "" })
       writer.bytes(EXECUTE_SYNC)
-      return { request: new QueryRequest(contextFor(options?.rowMode), sql, resume, undefined, sink), bytes: writer.take() }
-    }).pipe(Effect.map((results) => (results[0] ?? emptyResult) as QueryResult<A>))
+      const request = new QueryRequest(contextFor(options?.rowMode), sql, resume as never, undefined, sink)
+      request.single = true
+      return { request, bytes: writer.take() }
+    })
 
   /** Statements the server dropped or whose result type changed are prepared again, once. */
   const isStale = (e: PgError) => e._tag === "PgServerError" && (e.code === "26000" || (e.code === "0A000" && e.message.includes("cached plan")))
@@ -926,8 +925,6 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
   }
   return api
 })
-
-const emptyResult: QueryResult<never> = { command: "", rowCount: undefined, rows: [], fields: [] }
 
 /** A segment's outcomes: results up to the failing statement, that statement's error, the rest skipped. */
 const outcomesOf = (

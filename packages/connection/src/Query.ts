@@ -28,6 +28,9 @@ import type { Pending, Wire, WireError } from "./Wire.ts"
 
 export type Row = Record<string, unknown>
 
+/** The result of a statement that produced none (an empty query string). */
+export const EMPTY_RESULT: QueryResult<never> = { command: "", rowCount: undefined, rows: [], fields: [] }
+
 export interface QueryResult<A = Row> {
   /** The command tag's verb: "SELECT", "INSERT", "CREATE TABLE"… ("" for an empty query). */
   readonly command: string
@@ -130,6 +133,8 @@ export class QueryRequest implements Pending {
   error: PgServerError | undefined
   /** When true, completion succeeds with the results gathered so far even after an error (see `error`). */
   partial = false
+  /** When true, completion yields the first result alone (one statement), saving a map per query. */
+  single = false
   private inCopyOut = false
   private readonly sink: RowSink | undefined
   private resume: Resume<Array<QueryResult<unknown>>> | undefined
@@ -235,7 +240,11 @@ export class QueryRequest implements Pending {
         const resume = this.resume
         this.resume = undefined
         if (resume !== undefined) {
-          resume(this.error !== undefined && !this.partial ? Exit.fail(this.error) : Exit.succeed(this.results))
+          resume(
+            this.error !== undefined && !this.partial
+              ? Exit.fail(this.error)
+              : Exit.succeed(this.single ? (this.results[0] ?? EMPTY_RESULT) as never : this.results)
+          )
         }
         return true
       }
