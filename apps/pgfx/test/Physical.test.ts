@@ -93,12 +93,15 @@ describe("pgfx basebackup", () => {
     const refused = await runCli(["basebackup", "-D", target, uriFor()])
     expect(refused.code).toBe(2)
     expect(refused.stderr).toMatch(/exists and is not empty/)
+    const badRate = await runCli(["basebackup", "-D", Path.join(dir.path, "rate"), "--max-rate", "8", uriFor()])
+    expect(badRate.code).toBe(2)
+    expect(badRate.stderr).toMatch(/--max-rate 8 is out of range/)
   }, 120_000)
 
   it("Ctrl-C during the backup exits 130 and says the backup is incomplete", async () => {
     const target = Path.join(dir.path, "interrupted")
-    // A spread checkpoint keeps BASE_BACKUP waiting long enough to interrupt it for sure.
-    const run = spawnCli(["basebackup", "-D", target, uriFor(), "--checkpoint", "spread"], { timeoutMs: 120_000 })
+    // Throttled to 32 kB/s, the ~30 MB cluster takes minutes: the interrupt lands mid-backup for sure.
+    const run = spawnCli(["basebackup", "-D", target, uriFor(), "--max-rate", "32"], { timeoutMs: 120_000 })
     const deadline = Date.now() + 30_000
     while (!Fs.existsSync(target) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
     await new Promise((r) => setTimeout(r, 500))

@@ -33,6 +33,7 @@ const flags = {
   format: Flag.Literals("format", ["plain", "tar"] as const).pipe(Flag.withAlias("F"), Flag.withDescription("plain (extracted, default) or tar files"), Flag.withDefault("plain" as const)),
   wal: Flag.Boolean("wal").pipe(Flag.withDescription("include the WAL needed to start the backup (in pg_wal)"), Flag.withDefault(true)),
   checkpoint: Flag.Literals("checkpoint", ["fast", "spread"] as const).pipe(Flag.withDescription("checkpoint mode (default fast)"), Flag.withDefault("fast" as const)),
+  maxRate: Flag.Int("max-rate").pipe(Flag.withAlias("r"), Flag.withDescription("throttle the server's sending to this many kB/s (32–1048576, like pg_basebackup -r)"), Flag.optional),
   label: Flag.String("label").pipe(Flag.withAlias("l"), Flag.withDescription("backup label"), Flag.withDefault("pgfx basebackup")),
   manifest: Flag.Boolean("manifest").pipe(Flag.withDescription("request a backup manifest (default on)"), Flag.withDefault(true)),
   quiet: Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDescription("no progress and no summary"), Flag.withDefault(false))
@@ -44,6 +45,9 @@ export const command = Command.make("basebackup", flags, (args) =>
       const dir = Path.resolve(args.directory)
       const nonEmpty = Fs.existsSync(dir) && Fs.readdirSync(dir).length > 0
       if (nonEmpty) return yield* Effect.fail(new UsageError({ message: `directory ${args.directory} exists and is not empty` }))
+      if (args.maxRate._tag === "Some" && (args.maxRate.value < 32 || args.maxRate.value > 1048576)) {
+        return yield* Effect.fail(new UsageError({ message: `--max-rate ${args.maxRate.value} is out of range (32–1048576 kB/s)` }))
+      }
       const config = yield* resolveConfig(toConfigInput(args.conninfo, args))
       const conn = yield* Connection.make({ ...config, replication: "true" })
       yield* Effect.try({ try: () => Fs.mkdirSync(dir, { recursive: true, mode: 0o700 }), catch: (e) => ioFailure(`cannot create ${dir}`, e) })
@@ -79,7 +83,8 @@ export const command = Command.make("basebackup", flags, (args) =>
         checkpoint: args.checkpoint,
         wal: args.wal,
         manifest: args.manifest ? "yes" : "no",
-        wait: false
+        wait: false,
+        ...(args.maxRate._tag === "Some" ? { maxRate: args.maxRate.value } : {})
       }).pipe(
         Stream.runForEach((e) =>
           Effect.try({
