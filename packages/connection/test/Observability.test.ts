@@ -25,12 +25,21 @@ describe("Connection: observability", () => {
         const conn = yield* Connection.make(config)
         yield* conn.query("select $1::text as secret_param", ["parameter-value"])
         yield* conn.simple("select 1")
-      }).pipe(Effect.withTracer(tracer))
+        yield* Effect.flip(conn.query("select 1/0"))
+      }).pipe(Effect.withSpan("caller"), Effect.withTracer(tracer))
       const query = spans.find((s) => s.name === "pgfx.query")
       const simple = spans.find((s) => s.name === "pgfx.simple")
       assert.isDefined(query)
       assert.isDefined(simple)
       assert.strictEqual(query!.kind, "client")
+      // Each statement's span is a child of the caller's span and ends with the statement's outcome.
+      const caller = spans.find((s) => s.name === "caller")!
+      for (const span of spans.filter((s) => s.name !== "caller")) {
+        assert.strictEqual(span.parent._tag === "Some" ? span.parent.value.spanId : undefined, caller.spanId)
+        assert.strictEqual(span.status._tag, "Ended")
+      }
+      const failed = spans.find((s) => s.attributes.get("db.query.text") === "select 1/0")!
+      assert.isTrue(failed.status._tag === "Ended" && failed.status.exit._tag === "Failure")
       const attrs = Object.fromEntries(query!.attributes)
       assert.strictEqual(attrs["db.system.name"], "postgresql")
       assert.strictEqual(attrs["db.namespace"], config.database)
