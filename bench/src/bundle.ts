@@ -5,6 +5,7 @@
  * which would drown the peak-RSS figures; every contender runs from the same bundle, so none is
  * favoured. Rebuilt at the start of every `npm run bench` (about a second), never stale.
  */
+import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { build } from "rolldown"
 
@@ -12,6 +13,8 @@ export const BUNDLE_DIR = Path.resolve(import.meta.dirname, "..", ".build")
 export const BUNDLED_WORKER = Path.join(BUNDLE_DIR, "worker.mjs")
 
 export const bundleWorker = async (): Promise<string> => {
+  // Chunk names carry content hashes: start empty so old chunks do not pile up.
+  Fs.rmSync(BUNDLE_DIR, { recursive: true, force: true })
   await build({
     input: Path.resolve(import.meta.dirname, "worker.ts"),
     platform: "node",

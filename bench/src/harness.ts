@@ -79,6 +79,8 @@ export type Goal =
     }
   | { readonly _tag: "Cpu"; readonly label: string; readonly contender: string; readonly maxUsPerOp: number }
   | { readonly _tag: "Rss"; readonly label: string; readonly contender: string; readonly maxMB: number }
+  /** A secondary figure of a contender (e.g. "MB/s") at least this high. */
+  | { readonly _tag: "Rate"; readonly label: string; readonly contender: string; readonly extra: string; readonly atLeast: number }
 
 export interface Benchmark {
   readonly name: string
@@ -296,6 +298,16 @@ export const evaluateGoals = (goals: ReadonlyArray<Goal>, results: ReadonlyArray
           target: `≤ ${g.maxUsPerOp} µs`,
           met: v === undefined ? undefined : v <= g.maxUsPerOp,
           detail: v === undefined ? "not measured" : `${v.toFixed(2)} µs/op`
+        }
+      }
+      case "Rate": {
+        const v = byId.get(g.contender)?.extra?.[g.extra]
+        return {
+          label: g.label,
+          value: v,
+          target: `≥ ${g.atLeast} ${g.extra}`,
+          met: v === undefined ? undefined : v >= g.atLeast,
+          detail: v === undefined ? "not measured" : `${v.toFixed(0)} ${g.extra}`
         }
       }
       case "Rss": {

@@ -123,6 +123,21 @@ describe("examples run against PostgreSQL 18", () => {
       assert.strictEqual(result.segment.slice(0, 8), result.timeline.toString(16).toUpperCase().padStart(8, "0"))
     }))
 
+  it.live("basebackup: base.tar and backup_manifest in a new directory", () =>
+    Effect.gen(function*() {
+      const { program } = yield* Effect.promise(() => import("./basebackup.ts"))
+      const result = yield* program
+      try {
+        assert.deepStrictEqual(result.files, ["backup_manifest", "base.tar"])
+        assert.isAtLeast(result.walBytes, 0)
+        assert.isAbove(result.manifestLists, 100)
+        const tar = Fs.readFileSync(Path.join(result.directory, "base.tar"))
+        assert.strictEqual(tar.subarray(257, 262).toString("latin1"), "ustar")
+      } finally {
+        Fs.rmSync(result.directory, { recursive: true, force: true })
+      }
+    }), 60_000)
+
   it.live("sqlclient: effect/sql statements, helpers and a transaction", () =>
     Effect.gen(function*() {
       const { program } = yield* Effect.promise(() => import("./sqlclient.ts"))

@@ -12,6 +12,7 @@ export const benchmarks: Record<string, () => Promise<Benchmark>> = {
   B4: async () => (await import("./B4.ts")).benchmark,
   B4b: async () => (await import("./B4b.ts")).benchmark,
   B5: async () => (await import("./B5.ts")).benchmark,
+  Pipe: async () => (await import("./Pipe.ts")).benchmark,
   CopyMemory: async () => (await import("./CopyMemory.ts")).benchmark,
   B6: async () => (await import("./B6.ts")).benchmark,
   sqlclient: async () => (await import("./sqlclient.ts")).benchmark
