@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Schema, Sink, Stream } from "effect"
 import { copyBoth, copyFrom, copyFromRows, copyTo, copyToRows } from "../src/Copy.ts"
 import * as Connection from "../src/Connection.ts"
+import { startTestServer } from "../../../testing/src/index.ts"
 import { unixConfig } from "./helpers.ts"
 
 const open = () => Connection.make(unixConfig())
@@ -244,16 +245,21 @@ describe("typed rows over COPY BINARY", () => {
 })
 
 describe("copyBoth", () => {
+  // A private server: creating a logical slot waits for every transaction running in the cluster, and
+  // test_decoding decodes every change of the database, so the shared server's other tests must not be
+  // able to stall this one.
   it.live("START_REPLICATION on a logical slot: XLogData after an insert, then a clean CopyDone", () =>
     Effect.gen(function*() {
-      const conn = yield* open()
-      const slot = `copy_both_${process.pid}_${Date.now() % 100000}`
-      yield* conn.simple("create table if not exists repl_t(id int)")
-      yield* conn.simple(`select pg_create_logical_replication_slot('${slot}', 'test_decoding')`)
-      yield* Effect.addFinalizer(() =>
-        Effect.ignore(Effect.scoped(Effect.flatMap(open(), (c) => c.simple(`select pg_drop_replication_slot('${slot}')`))))
+      const server = yield* Effect.acquireRelease(
+        Effect.promise(() => startTestServer({ version: 18 })),
+        (s) => Effect.promise(() => s.stop())
       )
-      const repl = yield* Connection.make(unixConfig(18, { replication: "database" }))
+      const config = { host: server.info.socketDir, port: server.info.port, user: server.info.superuser, database: server.info.database }
+      const conn = yield* Connection.make(config)
+      const slot = "copy_both"
+      yield* conn.simple("create table repl_t(id int)")
+      yield* conn.simple(`select pg_create_logical_replication_slot('${slot}', 'test_decoding')`)
+      const repl = yield* Connection.make({ ...config, replication: "database" })
       const duplex = yield* copyBoth(repl, `START_REPLICATION SLOT ${slot} LOGICAL 0/0`)
       yield* conn.query("insert into repl_t values (42)")
       const xlog = yield* duplex.messages.pipe(
@@ -272,7 +278,7 @@ describe("copyBoth", () => {
       assert.isTrue(repl.isOpen())
       const r = yield* repl.simple("IDENTIFY_SYSTEM")
       assert.strictEqual(r[0]!.rows.length, 1)
-    }))
+    }), 60_000)
 })
 
 void Sink
