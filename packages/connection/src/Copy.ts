@@ -293,11 +293,19 @@ export class CopyInWriter {
   private readonly send: (bytes: Uint8Array) => void
   private readonly messageSize: number
   private readonly bufferSize: number
+  private readonly output: CopyInOutput | undefined
+  /** Buffers handed out in full, oldest first, with the wire position their last byte was queued at. */
+  private readonly retired: Array<{ readonly buf: Uint8Array; readonly position: number }> = []
 
-  constructor(send: (bytes: Uint8Array) => void, messageSize: number) {
+  /**
+   * `output` lets filled buffers be recycled once the wire says their bytes were written (instead of a new
+   * buffer per few messages: on a multi-gigabyte COPY the garbage collector then has nothing to chase).
+   */
+  constructor(send: (bytes: Uint8Array) => void, messageSize: number, output?: CopyInOutput) {
     this.send = send
     this.messageSize = messageSize
     this.bufferSize = Math.max(4 * messageSize, 64 * 1024)
+    this.output = output
     this.w = new Writer(this.bufferSize)
   }
 
@@ -346,7 +354,22 @@ export class CopyInWriter {
     if (this.w.length === 0) return
     this.send(this.w.take())
     // The Writer keeps absolute offsets when it grows, so give it a fresh buffer before it would have to.
-    if (this.w.buf.length - this.w.pos < 2 * this.messageSize) this.w = new Writer(this.bufferSize)
+    if (this.w.buf.length - this.w.pos < 2 * this.messageSize) this.w.reuse(this.nextBuffer())
+  }
+
+  /** A written-out retired buffer when there is one, else a new one; retires the current buffer. */
+  private nextBuffer(): Uint8Array {
+    const output = this.output
+    if (output === undefined) return new Uint8Array(this.bufferSize)
+    const oldest = this.retired[0]
+    const reusable = oldest !== undefined && output.isWritten(oldest.position) ? this.retired.shift()!.buf : undefined
+    const current = this.w.buf
+    if (current.length === this.bufferSize) {
+      this.retired.push({ buf: current, position: output.sentPosition })
+      // More unwritten buffers than that: let the oldest go to the garbage collector instead.
+      if (this.retired.length > MAX_RETIRED_BUFFERS) this.retired.shift()
+    }
+    return reusable ?? new Uint8Array(this.bufferSize)
   }
 
   /** Discards a partly written row (an encoder threw). */
@@ -356,6 +379,18 @@ export class CopyInWriter {
 }
 
 const textEncoder = new TextEncoder()
+
+/** What CopyInWriter needs of the wire to recycle buffers (see Wire.isWritten). */
+export interface CopyInOutput {
+  readonly sentPosition: number
+  isWritten(position: number): boolean
+}
+
+/**
+ * Filled buffers kept for reuse (each `4 × messageSize`, 256 KiB by default, carrying at least half of
+ * that): enough to cover the default 1 MiB high-water mark plus what the socket holds.
+ */
+const MAX_RETIRED_BUFFERS = 16
 
 /** The producer's error, from a failure cause of the upstream pull (which Sink wraps as a defect). */
 const producerError = (cause: Cause.Cause<unknown>): unknown => {
@@ -399,7 +434,7 @@ const copyInSink = <In>(
       const wire = conn.internal.wire
       const highWaterMark = options?.highWaterMark ?? DEFAULT_HIGH_WATER_MARK
       const request = new CopyRequest(conn, sql, "in")
-      const out = new CopyInWriter((bytes) => wire.send(bytes), options?.messageSize ?? DEFAULT_MESSAGE_SIZE)
+      const out = new CopyInWriter((bytes) => wire.send(bytes), options?.messageSize ?? DEFAULT_MESSAGE_SIZE, wire)
       // Waits for room on the wire, or for the server to end the COPY (an error), whichever comes first.
       const writable = Effect.raceFirst(wire.whenWritable(highWaterMark), Effect.ignore(request.done.await))
       const encodeFailure = new Signal<never>()

@@ -152,6 +152,11 @@ export class Transport {
     }
   }
 
+  /** Bytes handed to the socket that it has not yet written to the kernel (it still references them). */
+  get pendingBytes(): number {
+    return this.socket.writableLength
+  }
+
   /** Writes, then waits for 'drain' if the socket's buffer is full. */
   write(data: Uint8Array): Effect.Effect<void, ConnectionError> {
     return Effect.suspend(() => {

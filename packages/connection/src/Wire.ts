@@ -187,7 +187,27 @@ export class Wire {
 
   private seqs: Array<number> = []
 
+  /** Every byte ever queued (a position for `isWritten`). */
+  private queuedTotal = 0
+  /** Every byte handed to the socket so far (counted once its write call returned). */
+  private handedTotal = 0
+
+  /** The position after the last byte queued so far. */
+  get sentPosition(): number {
+    return this.queuedTotal
+  }
+
+  /**
+   * Whether every byte queued before `position` has been written to the kernel, so no buffer holding them
+   * is referenced any more (COPY IN recycles its buffers on this). Conservative: bytes the socket holds
+   * count as unwritten whoever wrote them.
+   */
+  isWritten(position: number): boolean {
+    return this.handedTotal - this.transport.pendingBytes >= position
+  }
+
   private enqueue(bytes: Uint8Array, seq: number): void {
+    this.queuedTotal += bytes.length
     this.outbox.push(bytes)
     this.seqs.push(seq)
     this.outboxBytes += bytes.length
@@ -213,6 +233,9 @@ export class Wire {
       : total >= WRITEV_MIN_BYTES && bufs.length <= WRITEV_MAX_BUFFERS
       ? this.transport.writeManyNow(bufs)
       : this.transport.writeNow(concat(bufs))
+    // Only now does the socket account for these bytes (see isWritten): a waiter woken by takeOutbox may
+    // already be running, and must not see them as written.
+    this.handedTotal += total
     if (!written) {
       this.socketBlocked = true
       const w = this.writerWaiting

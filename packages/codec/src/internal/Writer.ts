@@ -63,6 +63,15 @@ export class Writer {
     return out
   }
 
+  /**
+   * Starts over in `buf`, which nobody references any more (a buffer whose bytes were handed out
+   * and are known to be written). Nothing may be pending.
+   */
+  reuse(buf: Uint8Array): void {
+    this.buf = buf
+    this.start = this.pos = 0
+  }
+
   /** Length of what has been written since the last `take()`. */
   get length(): number {
     return this.pos - this.start
