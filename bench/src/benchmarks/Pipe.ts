@@ -1,5 +1,5 @@
 /**
- * Pipe: `copyTo` on one connection piped into `copyFrom` on another (table → table through the client),
+ * Pipe: `copyToBytes` (and `copyTo`) on one connection piped into `copyFrom` on another (table → table through the client),
  * for narrow rows (B4's table: 1,000,000 rows of int, text, timestamptz, float8, md5 text, ~90 B each) and
  * wide rows (200,000 rows of ~1 KB), beside pg + pg-copy-streams piping the same way and the server alone
  * (`COPY … FROM` a file of the same rows: no client, no socket, the ceiling for any pipe).
@@ -50,13 +50,15 @@ const round = async (
   return withBytes(outcome, piped.bytes)
 }
 
-const pgfx = (shape: Shape) => async (ctx: BenchContext): Promise<WorkerOutcome> => {
+const pgfx = (shape: Shape, api: "copyTo" | "copyToBytes" = "copyToBytes") => async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
   const Exit = await import("effect/Exit")
   const Scope = await import("effect/Scope")
   const Stream = await import("effect/Stream")
   const Connection = await import("@pgfx/connection/Connection")
-  const { copyFrom, copyTo } = await import("@pgfx/connection/Copy")
+  const Copy = await import("@pgfx/connection/Copy")
+  const { copyFrom } = Copy
+  const copyOut = Copy[api]
   const scope = Effect.runSync(Scope.make())
   try {
     const [from, to] = await Effect.runPromise(
@@ -67,7 +69,7 @@ const pgfx = (shape: Shape) => async (ctx: BenchContext): Promise<WorkerOutcome>
     return await round(shape, exec, async () => {
       let bytes = 0
       const rows = await Effect.runPromise(
-        copyTo(from, `copy ${source(shape)} to stdout`).pipe(
+        copyOut(from, `copy ${source(shape)} to stdout`).pipe(
           Stream.mapArray((payloads) => {
             for (let i = 0; i < payloads.length; i++) bytes += payloads[i]!.length
             return payloads
@@ -122,7 +124,8 @@ const serverFile = (shape: Shape) => async (ctx: BenchContext): Promise<WorkerOu
 }
 
 const contendersOf = (shape: Shape): Array<Contender> => [
-  { id: `pgfx-${shape.name}`, label: "pgfx copyTo → copyFrom", group: shape.group, isPgfx: true, run: pgfx(shape) },
+  { id: `pgfx-${shape.name}`, label: "pgfx copyToBytes → copyFrom", group: shape.group, isPgfx: true, run: pgfx(shape) },
+  { id: `pgfx-rows-${shape.name}`, label: "pgfx copyTo (a payload per row) → copyFrom", group: shape.group, isPgfx: true, run: pgfx(shape, "copyTo") },
   { id: `pg-copy-streams-${shape.name}`, label: "pg 8.23 + pg-copy-streams 7, to → from", group: shape.group, run: pgCopyStreams(shape) },
   {
     id: `server-${shape.name}`,
@@ -135,7 +138,7 @@ const contendersOf = (shape: Shape): Array<Contender> => [
 
 export const benchmark: Benchmark = {
   name: "Pipe",
-  title: "copyTo on one connection piped into copyFrom on another, over TCP loopback",
+  title: "copyToBytes / copyTo on one connection piped into copyFrom on another, over TCP loopback",
   unit: "row",
   unitPlural: "rows",
   defaultRounds: 3,

@@ -1,6 +1,7 @@
 /**
  * COPY (54.2.6): `copyFrom` (a Sink of bytes or strings for COPY … FROM STDIN), `copyTo` (a Stream of
- * CopyData payloads of COPY … TO STDOUT), `copyBoth` (the duplex of streaming replication), and the typed
+ * CopyData payloads of COPY … TO STDOUT) and `copyToBytes` (the same data as one chunk per socket read),
+ * `copyBoth` (the duplex of streaming replication), and the typed
  * helpers `copyFromRows` / `copyToRows` over COPY BINARY.
  *
  * Invariants:
@@ -10,7 +11,8 @@
  *   it ended (done, server error, producer failure, interruption).
  * - Memory is bounded whatever the size of the data. COPY IN: the producer is pulled only while fewer than
  *   `highWaterMark` bytes wait for the socket (`wire.whenWritable`). COPY OUT / BOTH: CopyData payloads
- *   (views of the socket's chunks) are handed to the consumer one socket chunk at a time through a bounded
+ *   (views of the socket's chunks; for copyToBytes, one buffer holding a socket chunk's payloads, each byte
+ *   copied once) are handed to the consumer one socket chunk at a time through a bounded
  *   queue; while it is full the reader waits (`wire.deferFlush`) and the socket is paused. COPY OUT also
  *   streams CopyData bigger than `pieceThreshold` in pieces as they arrive (Frame.ts `streamFrames`), so a
  *   huge payload is never joined into one buffer.
@@ -25,6 +27,7 @@
  *   consumer that stops early cancels the COPY on the server (the wire holds later requests until the
  *   cancel settled, as Connection.ts does for interrupted queries) and the rest is discarded.
  */
+import { Buffer } from "node:buffer"
 import { Cause, Effect, Queue, Scope, type Schema, Sink, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import type { Done } from "effect/Cause"
@@ -60,6 +63,9 @@ const DEFAULT_HIGH_WATER_MARK = 1024 * 1024
 const DEFAULT_MESSAGE_SIZE = 64 * 1024
 const DEFAULT_BUFFER_CHUNKS = 16
 const DEFAULT_PIECE_THRESHOLD = 256 * 1024
+const copyBytes = Buffer.prototype.copy as (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number
+/** copyToBytes: the first size of a chunk's buffer (a socket read is at most 64 KiB). */
+const JOIN_BUFFER_SIZE = 64 * 1024
 
 type Kind = "in" | "out" | "both"
 
@@ -93,7 +99,8 @@ class Signal<A> {
 
 /** Where a COPY OUT / BOTH request hands its payloads (called in the reader). */
 interface PayloadSink {
-  piece(view: Uint8Array): void
+  /** One CopyData payload (or a piece of a large one): `buf[start, end)`, valid during the call only. */
+  piece(buf: Uint8Array, start: number, end: number): void
   /** After each socket chunk and at the end of the data. */
   flush(): void
   /** The data ended (server CopyDone, or the request ended): `error` when it ended in failure. */
@@ -176,7 +183,7 @@ class CopyRequest implements Pending {
       case 0x64: {
         // CopyData: a view of the frame (the hot path of COPY OUT and replication)
         if (!this.inCopy || (this.kind === "in" && this.wrongKind === undefined)) return unexpected(type, "outside COPY OUT")
-        if (!this.abandoned) this.payloads?.piece(buf.subarray(start, end))
+        if (!this.abandoned) this.payloads?.piece(buf, start, end)
         return false
       }
       case 0x47:
@@ -515,7 +522,8 @@ type Batch = Arr.NonEmptyReadonlyArray<Uint8Array>
 const queueSink = (
   conn: ConnectionApi,
   queue: Queue.Queue<Batch, PgError | Done>,
-  request: CopyRequest
+  request: CopyRequest,
+  joined = false
 ): PayloadSink => {
   const wire = conn.internal.wire
   let batch: Array<Uint8Array> = []
@@ -528,22 +536,59 @@ const queueSink = (
     waiting++
     wire.deferFlush(Effect.ensuring(Effect.asVoid(effect), settleWaiting))
   }
+  const endWith = (error: PgError | undefined) => {
+    if (waiting > 0) defer(error === undefined ? Queue.end(queue) : Queue.fail(queue, error))
+    else if (error === undefined) Queue.endUnsafe(queue)
+    else Queue.failCauseUnsafe(queue, Cause.fail(error))
+  }
+  const offer = (b: Batch) => {
+    if (waiting > 0 || !Queue.offerUnsafe(queue, b)) defer(Queue.offer(queue, b))
+  }
+  if (joined) {
+    // The payloads of one socket chunk copied into one buffer: one object per read instead of one per row.
+    let acc = new Uint8Array(JOIN_BUFFER_SIZE)
+    let pos = 0
+    return {
+      piece(buf, start, end) {
+        const n = end - start
+        if (pos + n > acc.length) {
+          let size = acc.length * 2
+          while (size < pos + n) size *= 2
+          const grown = new Uint8Array(size)
+          grown.set(acc.subarray(0, pos))
+          acc = grown
+        }
+        if (n <= 32) {
+          for (let i = start; i < end; i++) acc[pos++] = buf[i]!
+        } else {
+          // Buffer's copy takes offsets: no view object per payload (Uint8Array.set would need one).
+          copyBytes.call(buf, acc, pos, start, end)
+          pos += n
+        }
+      },
+      flush() {
+        if (pos === 0) return
+        // A mostly empty buffer is copied out and kept; a well-filled one is handed out and replaced.
+        const out = pos < acc.length >>> 1 ? acc.slice(0, pos) : acc.subarray(0, pos)
+        if (out.buffer === acc.buffer) acc = new Uint8Array(JOIN_BUFFER_SIZE)
+        pos = 0
+        if (!request.abandoned) offer([out] as unknown as Batch)
+      },
+      end: endWith
+    }
+  }
   return {
-    piece(view) {
-      batch.push(view)
+    piece(buf, start, end) {
+      batch.push(buf.subarray(start, end))
     },
     flush() {
       if (batch.length === 0) return
       const b = batch as unknown as Batch
       batch = []
       if (request.abandoned) return
-      if (waiting > 0 || !Queue.offerUnsafe(queue, b)) defer(Queue.offer(queue, b))
+      offer(b)
     },
-    end(error) {
-      if (waiting > 0) defer(error === undefined ? Queue.end(queue) : Queue.fail(queue, error))
-      else if (error === undefined) Queue.endUnsafe(queue)
-      else Queue.failCauseUnsafe(queue, Cause.fail(error))
-    }
+    end: endWith
   }
 }
 
@@ -570,18 +615,30 @@ const cancelCopy = (conn: ConnectionApi, request: CopyRequest): Effect.Effect<vo
  * again, and a consumer may keep them.
  */
 export const copyTo = (conn: ConnectionApi, sql: string, options?: CopyToOptions): Stream.Stream<Uint8Array, PgError> =>
+  copyOut(conn, sql, options, false)
+
+/**
+ * COPY … TO STDOUT as a Stream of byte chunks: the payloads of each socket read joined into one buffer, so
+ * message (row) boundaries are not kept — the shape a file, a socket or `copyFrom` on another connection
+ * wants. Each byte is copied once and there is one object per read instead of one per row. Chunks are
+ * never written to again.
+ */
+export const copyToBytes = (conn: ConnectionApi, sql: string, options?: CopyToOptions): Stream.Stream<Uint8Array, PgError> =>
+  copyOut(conn, sql, options, true)
+
+const copyOut = (conn: ConnectionApi, sql: string, options: CopyToOptions | undefined, joined: boolean): Stream.Stream<Uint8Array, PgError> =>
   Stream.unwrap(
     Effect.gen(function*() {
       const queue = yield* Queue.bounded<Batch, PgError | Done>(options?.bufferChunks ?? DEFAULT_BUFFER_CHUNKS)
       const request = new CopyRequest(conn, sql, "out")
-      const payloads = queueSink(conn, queue, request)
+      const payloads = queueSink(conn, queue, request, joined)
       request.payloads = payloads
       request.streamHandler = {
         type: 0x64,
         threshold: options?.pieceThreshold ?? DEFAULT_PIECE_THRESHOLD,
         onStart: () => {},
         onPiece: (buf, start, end) => {
-          if (!request.abandoned) payloads.piece(buf.subarray(start, end))
+          if (!request.abandoned) payloads.piece(buf, start, end)
         },
         onEnd: () => {}
       }

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Schema, Sink, Stream } from "effect"
-import { copyBoth, copyFrom, copyFromRows, copyTo, copyToRows } from "../src/Copy.ts"
+import { copyBoth, copyFrom, copyFromRows, copyTo, copyToBytes, copyToRows } from "../src/Copy.ts"
 import * as Connection from "../src/Connection.ts"
 import { startTestServer } from "../../../testing/src/index.ts"
 import { unixConfig } from "./helpers.ts"
@@ -158,6 +158,30 @@ describe("copyTo", () => {
       assert.strictEqual(text(chunks), "ab".repeat(2_000_000) + "\n")
       // The framer is back to its normal mode.
       assert.isUndefined(conn.internal.wire.framer.streamFrames)
+    }))
+
+  it.live("copyToBytes: the same bytes as copyTo, one chunk per socket read instead of one per row", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      const sql = "copy (select i, md5(i::text), repeat('z', i % 300) from generate_series(1, 200000) i) to stdout"
+      const rows = Array.from(yield* Stream.runCollect(copyTo(conn, sql)))
+      const bytes = Array.from(yield* Stream.runCollect(copyToBytes(conn, sql)))
+      assert.strictEqual(rows.length, 200_000)
+      assert.isBelow(bytes.length, rows.length / 10) // a read holds ~9 KB, ~50 rows, here
+      for (const c of bytes) assert.isAtMost(c.length, 1024 * 1024)
+      assert.strictEqual(Buffer.concat(bytes).toString("hex"), Buffer.concat(rows).toString("hex"))
+      // Chunks are never written to again: later chunks did not overwrite earlier ones.
+      const copies = bytes.map((c) => c.slice())
+      yield* Stream.runDrain(copyToBytes(conn, sql))
+      bytes.forEach((c, i) => assert.deepStrictEqual(c, copies[i]))
+      // A payload over the piece threshold arrives joined per read, never whole.
+      const big = Array.from(
+        yield* Stream.runCollect(copyToBytes(conn, "copy (select repeat('ab', 2000000)) to stdout", { pieceThreshold: 64 * 1024 }))
+      )
+      assert.isAbove(big.length, 1)
+      assert.strictEqual(text(big), "ab".repeat(2_000_000) + "\n")
+      const r = yield* conn.query("select 6 as six")
+      assert.deepStrictEqual(r.rows, [{ six: 6 }])
     }))
 
   it.live("a server error fails the stream; the connection stays usable", () =>
