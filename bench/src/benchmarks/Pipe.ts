@@ -1,5 +1,5 @@
 /**
- * Pipe: `copyToBytes` (and `copyTo`) on one connection piped into `copyFrom` on another (table → table through the client),
+ * Pipe: `copyTo` (and `copyToBytes`) on one connection piped into `copyFrom` on another (table → table through the client),
  * for narrow rows (B4's table: 1,000,000 rows of int, text, timestamptz, float8, md5 text, ~90 B each) and
  * wide rows (200,000 rows of ~1 KB), beside pg + pg-copy-streams piping the same way and the server alone
  * (`COPY … FROM` a file of the same rows: no client, no socket, the ceiling for any pipe).
@@ -50,7 +50,7 @@ const round = async (
   return withBytes(outcome, piped.bytes)
 }
 
-const pgfx = (shape: Shape, api: "copyTo" | "copyToBytes" = "copyToBytes") => async (ctx: BenchContext): Promise<WorkerOutcome> => {
+const pgfx = (shape: Shape, api: "copyTo" | "copyToBytes" = "copyTo") => async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
   const Exit = await import("effect/Exit")
   const Scope = await import("effect/Scope")
@@ -124,8 +124,8 @@ const serverFile = (shape: Shape) => async (ctx: BenchContext): Promise<WorkerOu
 }
 
 const contendersOf = (shape: Shape): Array<Contender> => [
-  { id: `pgfx-${shape.name}`, label: "pgfx copyToBytes → copyFrom", group: shape.group, isPgfx: true, run: pgfx(shape) },
-  { id: `pgfx-rows-${shape.name}`, label: "pgfx copyTo (a payload per row) → copyFrom", group: shape.group, isPgfx: true, run: pgfx(shape, "copyTo") },
+  { id: `pgfx-${shape.name}`, label: "pgfx copyTo → copyFrom", group: shape.group, isPgfx: true, run: pgfx(shape) },
+  { id: `pgfx-bytes-${shape.name}`, label: "pgfx copyToBytes (a chunk per read) → copyFrom", group: shape.group, isPgfx: true, run: pgfx(shape, "copyToBytes") },
   { id: `pg-copy-streams-${shape.name}`, label: "pg 8.23 + pg-copy-streams 7, to → from", group: shape.group, run: pgCopyStreams(shape) },
   {
     id: `server-${shape.name}`,
@@ -138,7 +138,7 @@ const contendersOf = (shape: Shape): Array<Contender> => [
 
 export const benchmark: Benchmark = {
   name: "Pipe",
-  title: "copyToBytes / copyTo on one connection piped into copyFrom on another, over TCP loopback",
+  title: "copyTo / copyToBytes on one connection piped into copyFrom on another, over TCP loopback",
   unit: "row",
   unitPlural: "rows",
   defaultRounds: 3,

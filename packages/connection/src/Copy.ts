@@ -64,8 +64,6 @@ const DEFAULT_MESSAGE_SIZE = 64 * 1024
 const DEFAULT_BUFFER_CHUNKS = 16
 const DEFAULT_PIECE_THRESHOLD = 256 * 1024
 const copyBytes = Buffer.prototype.copy as (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number
-/** copyToBytes: the first size of a chunk's buffer (a socket read is at most 64 KiB). */
-const JOIN_BUFFER_SIZE = 64 * 1024
 
 type Kind = "in" | "out" | "both"
 
@@ -545,33 +543,29 @@ const queueSink = (
     if (waiting > 0 || !Queue.offerUnsafe(queue, b)) defer(Queue.offer(queue, b))
   }
   if (joined) {
-    // The payloads of one socket chunk copied into one buffer: one object per read instead of one per row.
-    let acc = new Uint8Array(JOIN_BUFFER_SIZE)
-    let pos = 0
+    // The payloads of one socket chunk copied once into one exactly sized buffer: one object per read
+    // instead of one per row. Until the flush only where they are is noted (no allocation per payload).
+    let sources: Array<Uint8Array> = []
+    let bounds: Array<number> = []
+    let total = 0
     return {
       piece(buf, start, end) {
-        const n = end - start
-        if (pos + n > acc.length) {
-          let size = acc.length * 2
-          while (size < pos + n) size *= 2
-          const grown = new Uint8Array(size)
-          grown.set(acc.subarray(0, pos))
-          acc = grown
-        }
-        if (n <= 32) {
-          for (let i = start; i < end; i++) acc[pos++] = buf[i]!
-        } else {
-          // Buffer's copy takes offsets: no view object per payload (Uint8Array.set would need one).
-          copyBytes.call(buf, acc, pos, start, end)
-          pos += n
-        }
+        sources.push(buf)
+        bounds.push(start, end)
+        total += end - start
       },
       flush() {
-        if (pos === 0) return
-        // A mostly empty buffer is copied out and kept; a well-filled one is handed out and replaced.
-        const out = pos < acc.length >>> 1 ? acc.slice(0, pos) : acc.subarray(0, pos)
-        if (out.buffer === acc.buffer) acc = new Uint8Array(JOIN_BUFFER_SIZE)
-        pos = 0
+        if (sources.length === 0) return
+        const out = new Uint8Array(total)
+        let pos = 0
+        for (let i = 0; i < sources.length; i++) {
+          const from = bounds[2 * i]!
+          const to = bounds[2 * i + 1]!
+          pos += copyBytes.call(sources[i]!, out, pos, from, to)
+        }
+        sources = []
+        bounds = []
+        total = 0
         if (!request.abandoned) offer([out] as unknown as Batch)
       },
       end: endWith

@@ -15,7 +15,7 @@ import * as Fs from "node:fs"
 import { Effect, Option, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
-import { copyFrom, copyTo, copyToBytes } from "@pgfx/connection/Copy"
+import { copyFrom, copyTo } from "@pgfx/connection/Copy"
 import { encodeTextRow } from "@pgfx/connection/CopyFormat"
 import { resolve as resolveConfig } from "@pgfx/connection/PgConfig"
 import { conninfoArgument, connectionFlags, toConfigInput } from "../ConnectionFlags.ts"
@@ -190,10 +190,10 @@ const databaseToDatabase = (args: CopyArgs, from: string, to: string) =>
     const destination = yield* Connection.make(toConfigInput(to))
     const progress = new ProgressBar({ quiet: args.quiet, label: "copy" })
     const start = Date.now()
-    const rows = yield* copyToBytes(source, `COPY (${sql}) TO STDOUT (FORMAT binary)`).pipe(
-      Stream.mapArray((chunks) => {
-        for (const chunk of chunks) progress.update(0, chunk.length)
-        return chunks
+    const rows = yield* copyTo(source, `COPY (${sql}) TO STDOUT (FORMAT binary)`).pipe(
+      Stream.mapArray((payloads) => {
+        for (const payload of payloads) progress.update(0, payload.length)
+        return payloads
       }),
       Stream.run(copyFrom(destination, `COPY ${quoteTableName(target)} FROM STDIN (FORMAT binary)`))
     )
