@@ -123,7 +123,7 @@ export interface LogicalOptions {
   readonly rowMode?: "object" | "array" | undefined
   /** Periodic status updates (default 10 s). */
   readonly statusInterval?: Duration.Input | undefined
-  /** Socket chunks buffered ahead of the consumer (default 16). */
+  /** Socket chunks buffered ahead of the consumer (default 4). */
   readonly bufferChunks?: number | undefined
   /** Reconnect on transient failures (default on); false fails the stream at the first one. */
   readonly reconnect?: ReconnectOptions | false | undefined

@@ -91,7 +91,7 @@ export interface ReplicationOptions {
   readonly statusInterval?: Duration.Input | undefined
   /** The position already processed before this stream (reported until something newer is acked). */
   readonly initialAck?: Lsn.Lsn | undefined
-  /** Socket chunks of messages buffered ahead of the consumer. Default 16. */
+  /** Socket chunks of messages buffered ahead of the consumer. Default 4 (more only keeps more events alive: measured +25 MB peak RSS at 16 in B6, no faster). */
   readonly bufferChunks?: number | undefined
   /**
    * Whether the stream is between transactions after this XLogData (logical decoders: true after a
@@ -395,7 +395,7 @@ export const startReplication = (
 ): Effect.Effect<ReplicationStream, PgError, Scope.Scope> =>
   Effect.gen(function*() {
     const queue = yield* Queue.bounded<ReadonlyArray<ReplicationMessage>, PgError | Cause.Done>(
-      Math.max(1, options.bufferChunks ?? 16)
+      Math.max(1, options.bufferChunks ?? 4)
     )
     const started = yield* Deferred.make<boolean, PgError>()
     const done = yield* Deferred.make<ReplicationOutcome, PgError>()
