@@ -28,10 +28,17 @@ export interface ResultPlan {
   readonly decoder: { decode(buf: Uint8Array, start: number, end: number): unknown } | undefined
 }
 
+interface Entry {
+  readonly statement: PreparedStatement
+  /** The cache's clock at the last use: the smallest is the least recently used. */
+  used: number
+}
+
 export class StatementCache {
   readonly capacity: number
-  private readonly entries = new Map<string, PreparedStatement>()
+  private readonly entries = new Map<string, Entry>()
   private counter = 0
+  private clock = 0
   /** Names evicted but not yet closed on the server. */
   toClose: Array<string> = []
 
@@ -43,14 +50,12 @@ export class StatementCache {
     return this.entries.size
   }
 
+  /** A use stamps the entry (no reordering on the hot path); eviction looks for the oldest stamp. */
   get(sql: string): PreparedStatement | undefined {
-    const s = this.entries.get(sql)
-    if (s !== undefined) {
-      // Map keeps insertion order: re-inserting makes this the most recently used.
-      this.entries.delete(sql)
-      this.entries.set(sql, s)
-    }
-    return s
+    const e = this.entries.get(sql)
+    if (e === undefined) return undefined
+    e.used = ++this.clock
+    return e.statement
   }
 
   nextName(): string {
@@ -58,21 +63,28 @@ export class StatementCache {
   }
 
   set(statement: PreparedStatement): void {
-    this.entries.set(statement.sql, statement)
+    this.entries.set(statement.sql, { statement, used: ++this.clock })
     while (this.entries.size > this.capacity) {
-      const oldest = this.entries.keys().next().value as string
-      const s = this.entries.get(oldest)!
-      this.entries.delete(oldest)
-      this.toClose.push(s.name)
+      // O(capacity), only when a new statement pushes one out (a round trip is being paid anyway).
+      let oldestSql = ""
+      let oldest: Entry | undefined
+      for (const [sql, e] of this.entries) {
+        if (oldest === undefined || e.used < oldest.used) {
+          oldest = e
+          oldestSql = sql
+        }
+      }
+      this.entries.delete(oldestSql)
+      this.toClose.push(oldest!.statement.name)
     }
   }
 
   /** Drops a statement the server no longer knows or whose result type changed. */
   invalidate(sql: string): void {
-    const s = this.entries.get(sql)
-    if (s !== undefined) {
+    const e = this.entries.get(sql)
+    if (e !== undefined) {
       this.entries.delete(sql)
-      this.toClose.push(s.name)
+      this.toClose.push(e.statement.name)
     }
   }
 

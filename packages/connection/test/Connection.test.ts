@@ -95,6 +95,16 @@ describe("Connection: queries", () => {
       assert.deepStrictEqual(r.rows as unknown, [[2, "z"]])
     }))
 
+  it.live("evicted statements are closed on the server: it never holds more than the cache size", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig(18, { statementCacheSize: 2 }))
+      for (let i = 0; i < 6; i++) yield* conn.query(`select $1::int + ${i} as v`, [i])
+      yield* conn.query("select $1::int + 0 as v", [1]) // a cached one, used again
+      const r = yield* conn.query<{ n: number }>("select count(*)::int as n from pg_prepared_statements")
+      assert.isAtMost(r.rows[0]!.n, 2)
+      assert.isAtLeast(r.rows[0]!.n, 1)
+    }))
+
   it.live("1,000 concurrent queries pipeline on one connection and each gets its own answer", () =>
     Effect.gen(function*() {
       const conn = yield* open(unixConfig())
