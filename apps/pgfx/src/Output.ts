@@ -20,6 +20,8 @@ export interface Output {
   /** Bytes written so far (including buffered). */
   readonly bytes: () => number
   readonly write: (chunk: Uint8Array | string) => Effect.Effect<void, CliFailure>
+  /** `write` for many chunks at once (one effect for a batch of COPY payloads). */
+  readonly writeChunks: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, CliFailure>
   /** Writes out everything buffered (e.g. before a checkpoint records it as done). */
   readonly flush: Effect.Effect<void, CliFailure>
   /** Flushes and, for a file, renames the partial file into place. */
@@ -124,6 +126,16 @@ export const openOutput = (
           total += buf.length
           pending.push(buf)
           pendingBytes += buf.length
+          return pendingBytes >= limit ? flush : Effect.void
+        }),
+      writeChunks: (chunks) =>
+        Effect.suspend(() => {
+          for (let i = 0; i < chunks.length; i++) {
+            const buf = chunks[i]!
+            total += buf.length
+            pending.push(buf)
+            pendingBytes += buf.length
+          }
           return pendingBytes >= limit ? flush : Effect.void
         }),
       flush,

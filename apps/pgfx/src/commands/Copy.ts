@@ -117,7 +117,7 @@ const exportData = (args: CopyArgs) =>
             for (const p of payloads) bytes += p.length
             // COPY TO sends one CopyData per row (text/CSV); binary rows are counted at the end.
             progress.update(binary ? 0 : payloads.length, bytes)
-            return Effect.forEach(payloads, (p) => out.write(p), { discard: true })
+            return out.writeChunks(payloads)
           })
         )
       )
