@@ -20,6 +20,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type * as Tls from "node:tls"
 import { Cause, Context, Duration, Effect, Exit, Layer, Queue, Redacted, Scope, Stream } from "effect"
+import { identity } from "effect/Function"
 import type * as Config from "effect/Config"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { decodeBackend } from "@pgfx/codec/BackendMessage"
@@ -77,6 +78,11 @@ export interface QueryOptions {
   readonly prepare?: boolean | undefined
   /** Cancel the statement on the server and fail with TimeoutError after this long. */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * false: no `pgfx.query` / `pgfx.simple` client span for this statement — for callers that make their
+   * own span per statement (the effect/sql driver: SqlClient already makes one). Default true.
+   */
+  readonly span?: boolean | undefined
 }
 
 export interface StreamOptions extends QueryOptions {
@@ -739,8 +745,10 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
   const traced = <A, E>(name: string, sql: string) => (effect: Effect.Effect<A, E>) =>
     Effect.useSpan(name, { attributes: spanAttributes(sql), kind: "client" }, () => effect)
 
-  const query = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: QueryOptions) =>
-    withTimeout(runQuery<A>(sql, params, options), options).pipe(traced("pgfx.query", sql))
+  const query = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: QueryOptions) => {
+    const run = withTimeout(runQuery<A>(sql, params, options), options)
+    return options?.span === false ? run : run.pipe(traced("pgfx.query", sql))
+  }
 
   const simple = (sql: string, options?: QueryOptions) =>
     withTimeout(
@@ -750,7 +758,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
         return { request: new QueryRequest(contextFor(options?.rowMode), sql, resume), bytes }
       }),
       options
-    ).pipe(Effect.map((r) => r as ReadonlyArray<QueryResult>), traced("pgfx.simple", sql))
+    ).pipe(Effect.map((r) => r as ReadonlyArray<QueryResult>), options?.span === false ? identity : traced("pgfx.simple", sql))
 
   const stream = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: StreamOptions): Stream.Stream<A, PgError> =>
     Stream.unwrap(

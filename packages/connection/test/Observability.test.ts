@@ -51,6 +51,18 @@ describe("Connection: observability", () => {
       assert.notInclude(everything, "parameter-value", "parameters are never put on spans")
     }))
 
+  it.live("span: false runs a statement without its pgfx span (for callers that make their own)", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      yield* Effect.gen(function*() {
+        const conn = yield* Connection.make(tcpConfig("scram"))
+        yield* conn.query("select 1 as one", [], { span: false })
+        yield* conn.simple("select 2", { span: false })
+        yield* conn.query("select 3 as three")
+      }).pipe(Effect.withTracer(tracer))
+      assert.deepStrictEqual(spans.map((s) => s.attributes.get("db.query.text")), ["select 3 as three"])
+    }))
+
   it.live("connection errors never carry the password", () =>
     Effect.gen(function*() {
       const config = tcpConfig("scram", { password: "Sup3r-Secret-Pw" })

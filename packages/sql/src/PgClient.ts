@@ -163,10 +163,11 @@ interface Target {
 
 type TransformRows = (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
 
-const OBJECT: QueryOptions = {}
-const ARRAY: QueryOptions = { rowMode: "array" }
-const OBJECT_UNNAMED: QueryOptions = { prepare: false }
-const ARRAY_UNNAMED: QueryOptions = { rowMode: "array", prepare: false }
+// SqlClient makes a client span per statement itself: pgfx's own would only duplicate it.
+const OBJECT: QueryOptions = { span: false }
+const ARRAY: QueryOptions = { rowMode: "array", span: false }
+const OBJECT_UNNAMED: QueryOptions = { prepare: false, span: false }
+const ARRAY_UNNAMED: QueryOptions = { rowMode: "array", prepare: false, span: false }
 
 const rowsOf = (r: QueryResult<any>): ReadonlyArray<any> => r.rows
 const failExecute = (e: PgError) => toSqlError(e, "execute")
@@ -221,7 +222,7 @@ export class PgfxConnection implements SqlConnection.Connection {
   /** Without parameters: the simple protocol, so a script of several statements runs (rows of the last one). */
   executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
     if (params.length === 0) {
-      return Effect.mapBothEager(this.target.simple(sql), {
+      return Effect.mapBothEager(this.target.simple(sql, OBJECT), {
         onFailure: failUnprepared,
         onSuccess: (results): ReadonlyArray<any> => {
           const rows = results.length === 0 ? [] : results[results.length - 1]!.rows

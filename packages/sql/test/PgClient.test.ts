@@ -3,7 +3,7 @@
  * savepoints, streaming, errors (reasons), SqlSchema, and the single-connection client.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Config, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream, String as Str } from "effect"
+import { Cause, Config, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream, String as Str, Tracer } from "effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import { SqlError } from "effect/sql/SqlError"
 import * as SqlSchema from "effect/sql/SqlSchema"
@@ -51,6 +51,26 @@ describe("PgClient: statements", () => {
       const unprepared = yield* sql<{ n: number }>`select ${5}::int as n`.unprepared
       assert.deepStrictEqual(unprepared, [{ n: 5 }])
     })))
+
+  it.live("one client span per statement: effect/sql's, not a second pgfx.query beneath it", () =>
+    Effect.gen(function*() {
+      const spans: Array<Tracer.NativeSpan> = []
+      const tracer = Tracer.make({
+        span(options) {
+          const span = new Tracer.NativeSpan(options)
+          spans.push(span)
+          return span
+        }
+      })
+      yield* provide(Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`select ${1}::int as one`
+        yield* sql`select 2 as two`.unprepared
+      })).pipe(Effect.withTracer(tracer))
+      const names = spans.map((s) => s.name)
+      assert.isFalse(names.some((n) => n.startsWith("pgfx.")), names.join(", "))
+      assert.strictEqual(spans.filter((s) => s.kind === "client").length, 2, names.join(", "))
+    }))
 
   it.live("unprepared without parameters runs a script (simple protocol): rows of the last statement", () =>
     provide(Effect.gen(function*() {
