@@ -7,6 +7,7 @@
  * - Client libraries are imported lazily inside the worker, so a worker loads only its own client
  *   (its RSS and JIT state are its own).
  */
+import type { ConnectionApi } from "@pgfx/connection/Connection"
 import type { BenchContext } from "./harness.ts"
 
 export type Via = "tcp" | "unix"
@@ -15,6 +16,30 @@ export const pgfxInput = (ctx: BenchContext, via: Via) =>
   via === "unix"
     ? { host: ctx.socketDir, port: ctx.port, user: ctx.user, database: ctx.database }
     : { host: "127.0.0.1", port: ctx.port, user: ctx.user, database: ctx.database, sslMode: "disable" as const }
+
+/**
+ * Runs `f` with a pgfx connection (over `via`), closed however `f` ends; `exec` runs a statement and
+ * resolves with the first column of its first row (setup and checks in promise-style contenders).
+ */
+export const withPgfx = async <A>(
+  ctx: BenchContext,
+  via: Via,
+  f: (conn: ConnectionApi, exec: (sql: string) => Promise<unknown>) => Promise<A>
+): Promise<A> => {
+  const Effect = await import("effect/Effect")
+  const Exit = await import("effect/Exit")
+  const Scope = await import("effect/Scope")
+  const Connection = await import("@pgfx/connection/Connection")
+  const scope = Effect.runSync(Scope.make())
+  try {
+    const conn = await Effect.runPromise(Scope.provide(Connection.make(pgfxInput(ctx, via)), scope))
+    const exec = (sql: string) =>
+      Effect.runPromise(Effect.map(conn.query<ReadonlyArray<unknown>>(sql, undefined, { rowMode: "array" }), (r) => r.rows[0]?.[0]))
+    return await f(conn, exec)
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
 
 /** node-postgres `Client`, connected. */
 export const pgClient = async (ctx: BenchContext, options: { readonly pipeline?: boolean } = {}) => {

@@ -101,6 +101,12 @@ export const openOutput = (
         return loop()
       })
 
+    const append = (buf: Uint8Array): void => {
+      total += buf.length
+      pending.push(buf)
+      pendingBytes += buf.length
+    }
+
     const flush: Effect.Effect<void, CliFailure> = Effect.suspend(() => {
       if (pendingBytes === 0) return Effect.void
       const parts = pending
@@ -122,20 +128,12 @@ export const openOutput = (
       bytes: () => total,
       write: (chunk) =>
         Effect.suspend(() => {
-          const buf = typeof chunk === "string" ? encoder.encode(chunk) : chunk
-          total += buf.length
-          pending.push(buf)
-          pendingBytes += buf.length
+          append(typeof chunk === "string" ? encoder.encode(chunk) : chunk)
           return pendingBytes >= limit ? flush : Effect.void
         }),
       writeChunks: (chunks) =>
         Effect.suspend(() => {
-          for (let i = 0; i < chunks.length; i++) {
-            const buf = chunks[i]!
-            total += buf.length
-            pending.push(buf)
-            pendingBytes += buf.length
-          }
+          for (let i = 0; i < chunks.length; i++) append(chunks[i]!)
           return pendingBytes >= limit ? flush : Effect.void
         }),
       flush,

@@ -15,7 +15,7 @@
 import * as Fs from "node:fs"
 import type { BenchContext, Benchmark, Contender, WorkerOutcome } from "../harness.ts"
 import { startTimer } from "../harness.ts"
-import { pgClient, pgfxInput, postgresJs, type Via } from "../clients.ts"
+import { pgClient, postgresJs, type Via, withPgfx } from "../clients.ts"
 import { checkChecksum, checksumSql, ensureTextData, psql, psqlValue, ROWS, TEXT_COLUMNS, type TextData, textData, withBytes } from "./copyFixtures.ts"
 
 const TABLE = "b4_rows"
@@ -43,26 +43,17 @@ const round = async (
 
 const pgfx = (via: Via) => async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
-  const Exit = await import("effect/Exit")
-  const Scope = await import("effect/Scope")
   const Stream = await import("effect/Stream")
-  const Connection = await import("@pgfx/connection/Connection")
   const { copyFrom } = await import("@pgfx/connection/Copy")
-  const scope = Effect.runSync(Scope.make())
-  try {
-    const conn = await Effect.runPromise(Scope.provide(Connection.make(pgfxInput(ctx, via)), scope))
-    const exec = (sql: string) =>
-      Effect.runPromise(Effect.map(conn.query<ReadonlyArray<unknown>>(sql, undefined, { rowMode: "array" }), (r) => r.rows[0]?.[0]))
+  return withPgfx(ctx, via, (conn, exec) => {
     const copy = (path: string) =>
       Effect.runPromise(
         Stream.fromAsyncIterable(readStream(path) as AsyncIterable<Uint8Array>, (e) => e).pipe(
           Stream.run(copyFrom(conn, `copy ${TABLE} from stdin`))
         )
       )
-    return await round(textData(), exec, copy)
-  } finally {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-  }
+    return round(textData(), exec, copy)
+  })
 }
 
 const pgCopyStreams = async (ctx: BenchContext): Promise<WorkerOutcome> => {

@@ -14,7 +14,7 @@
  */
 import type { BenchContext, Benchmark, Contender, WorkerOutcome } from "../harness.ts"
 import { describeRow, startTimer } from "../harness.ts"
-import { pgClient, pgfxInput } from "../clients.ts"
+import { pgClient, withPgfx } from "../clients.ts"
 import { psql, ROWS, WARMUP_ROWS } from "./copyFixtures.ts"
 
 const SOURCE = "b4b_src"
@@ -199,10 +199,7 @@ class BinaryDecoder {
 const pgfxFrom = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Cause = await import("effect/Cause")
   const Effect = await import("effect/Effect")
-  const Exit = await import("effect/Exit")
-  const Scope = await import("effect/Scope")
   const Stream = await import("effect/Stream")
-  const Connection = await import("@pgfx/connection/Connection")
   const { copyFromRows } = await import("@pgfx/connection/Copy")
   /** Rows 1..n in batches, generated as they are pulled. */
   const rows = (n: number): import("effect/Stream").Stream<Row> =>
@@ -218,11 +215,7 @@ const pgfxFrom = async (ctx: BenchContext): Promise<WorkerOutcome> => {
         })
       })
     )
-  const scope = Effect.runSync(Scope.make())
-  try {
-    const conn = await Effect.runPromise(Scope.provide(Connection.make(pgfxInput(ctx, "tcp")), scope))
-    const exec = (sql: string) =>
-      Effect.runPromise(Effect.map(conn.query<ReadonlyArray<unknown>>(sql, undefined, { rowMode: "array" }), (r) => r.rows[0]?.[0]))
+  return withPgfx(ctx, "tcp", async (conn, exec) => {
     const copy = (n: number) => Effect.runPromise(Stream.run(rows(n), copyFromRows<Row>(conn, TARGET, COLUMNS)))
     await exec(`truncate ${TARGET}`)
     await copy(WARMUP_ROWS)
@@ -233,21 +226,14 @@ const pgfxFrom = async (ctx: BenchContext): Promise<WorkerOutcome> => {
     if (count !== ROWS) throw new Error(`copyFromRows reported ${count} rows`)
     check(TARGET, await exec(checksumSql(TARGET)), ROWS)
     return outcome
-  } finally {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-  }
+  })
 }
 
 const pgfxTo = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
-  const Exit = await import("effect/Exit")
-  const Scope = await import("effect/Scope")
   const Stream = await import("effect/Stream")
-  const Connection = await import("@pgfx/connection/Connection")
   const { copyToRows } = await import("@pgfx/connection/Copy")
-  const scope = Effect.runSync(Scope.make())
-  try {
-    const conn = await Effect.runPromise(Scope.provide(Connection.make(pgfxInput(ctx, "tcp")), scope))
+  return withPgfx(ctx, "tcp", async (conn) => {
     const read = (source: string) => {
       const tally = new Tally()
       return Effect.runPromise(
@@ -267,9 +253,7 @@ const pgfxTo = async (ctx: BenchContext): Promise<WorkerOutcome> => {
     const outcome = stop(ROWS, undefined, `row: ${describeRow(tally.first)}`)
     check(SOURCE, tally.checksum, ROWS)
     return outcome
-  } finally {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-  }
+  })
 }
 
 const pgCopyStreamsFrom = async (ctx: BenchContext): Promise<WorkerOutcome> => {

@@ -13,7 +13,7 @@
  */
 import type { BenchContext, Benchmark, Contender, WorkerOutcome } from "../harness.ts"
 import { startTimer } from "../harness.ts"
-import { pgClient, pgfxInput, postgresJs, type Via } from "../clients.ts"
+import { pgClient, postgresJs, type Via, withPgfx } from "../clients.ts"
 import { copyOutBytesSql, ensureTextData, LineCounter, psql, ROWS, TEXT_COLUMNS, WARMUP_ROWS, withBytes } from "./copyFixtures.ts"
 
 const TABLE = "b5_rows"
@@ -39,17 +39,9 @@ const round = async (
 
 const pgfx = (via: Via, api: "copyTo" | "copyToBytes" = "copyTo") => async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
-  const Exit = await import("effect/Exit")
-  const Scope = await import("effect/Scope")
   const Stream = await import("effect/Stream")
-  const Connection = await import("@pgfx/connection/Connection")
-  const Copy = await import("@pgfx/connection/Copy")
-  const copyOut = Copy[api]
-  const scope = Effect.runSync(Scope.make())
-  try {
-    const conn = await Effect.runPromise(Scope.provide(Connection.make(pgfxInput(ctx, via)), scope))
-    const exec = (sql: string) =>
-      Effect.runPromise(Effect.map(conn.query<ReadonlyArray<unknown>>(sql, undefined, { rowMode: "array" }), (r) => r.rows[0]?.[0]))
+  const copyOut = (await import("@pgfx/connection/Copy"))[api]
+  return withPgfx(ctx, via, (conn, exec) => {
     const copy = (sql: string, counter: LineCounter) =>
       Effect.runPromise(
         Stream.runForEachArray(copyOut(conn, sql), (payloads) =>
@@ -57,10 +49,8 @@ const pgfx = (via: Via, api: "copyTo" | "copyToBytes" = "copyTo") => async (ctx:
             for (let i = 0; i < payloads.length; i++) counter.add(payloads[i]!)
           }))
       )
-    return await round(exec, copy)
-  } finally {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-  }
+    return round(exec, copy)
+  })
 }
 
 const pgCopyStreams = async (ctx: BenchContext): Promise<WorkerOutcome> => {

@@ -15,7 +15,7 @@
  */
 import type { BenchContext, Benchmark, Contender, WorkerOutcome } from "../harness.ts"
 import { startTimer } from "../harness.ts"
-import { pgfxInput } from "../clients.ts"
+import { withPgfx } from "../clients.ts"
 import { LineCounter, psql, withBytes } from "./copyFixtures.ts"
 
 const TABLE = "copymem_rows"
@@ -34,31 +34,12 @@ const textRow = (i: number): string => `${String(i).padStart(7, "0")}\t${PAYLOAD
 const copyOutSql =
   `copy (select lpad(g::text, 7, '0'), repeat('x', ${ROW_BYTES - 9}) from (select generate_series(1, ${ROWS}) as g) s) to stdout`
 
-const withConnection = async <A>(
-  ctx: BenchContext,
-  f: (conn: import("@pgfx/connection/Connection").ConnectionApi) => Promise<A>
-): Promise<A> => {
-  const Effect = await import("effect/Effect")
-  const Exit = await import("effect/Exit")
-  const Scope = await import("effect/Scope")
-  const Connection = await import("@pgfx/connection/Connection")
-  const scope = Effect.runSync(Scope.make())
-  try {
-    const conn = await Effect.runPromise(Scope.provide(Connection.make(pgfxInput(ctx, "tcp")), scope))
-    return await f(conn)
-  } finally {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-  }
-}
-
 const copyFrom2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Cause = await import("effect/Cause")
   const Effect = await import("effect/Effect")
   const Stream = await import("effect/Stream")
   const { copyFrom } = await import("@pgfx/connection/Copy")
-  return withConnection(ctx, async (conn) => {
-    const exec = (sql: string) =>
-      Effect.runPromise(Effect.map(conn.query<ReadonlyArray<unknown>>(sql, undefined, { rowMode: "array" }), (r) => r.rows[0]?.[0]))
+  return withPgfx(ctx, "tcp", async (conn, exec) => {
     /** Rows 1..ROWS, BATCH rows per pull, generated as they are pulled. */
     const rows = Stream.fromPull(
       Effect.sync(() => {
@@ -89,7 +70,7 @@ const copyTo2GB = (api: "copyTo" | "copyToBytes") => async (ctx: BenchContext): 
   const Effect = await import("effect/Effect")
   const Stream = await import("effect/Stream")
   const copyTo = (await import("@pgfx/connection/Copy"))[api]
-  return withConnection(ctx, async (conn) => {
+  return withPgfx(ctx, "tcp", async (conn) => {
     const counter = new LineCounter()
     const stop = startTimer()
     await Effect.runPromise(
@@ -107,7 +88,7 @@ const copyTo2GB = (api: "copyTo" | "copyToBytes") => async (ctx: BenchContext): 
 const idlePgfx = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
   await import("@pgfx/connection/Copy")
-  return withConnection(ctx, async (conn) => {
+  return withPgfx(ctx, "tcp", async (conn) => {
     const stop = startTimer()
     await Effect.runPromise(conn.query("select 1"))
     return stop(1)

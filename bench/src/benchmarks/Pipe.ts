@@ -15,7 +15,7 @@
 import * as Fs from "node:fs"
 import type { BenchContext, Benchmark, Contender, WorkerOutcome } from "../harness.ts"
 import { startTimer } from "../harness.ts"
-import { pgClient, pgfxInput } from "../clients.ts"
+import { pgClient, withPgfx } from "../clients.ts"
 import { ensureTextData, psql, psqlValue, ROWS, TEXT_COLUMNS, withBytes } from "./copyFixtures.ts"
 
 const WIDE_ROWS = 200_000
@@ -52,36 +52,24 @@ const round = async (
 
 const pgfx = (shape: Shape, api: "copyTo" | "copyToBytes" = "copyTo") => async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
-  const Exit = await import("effect/Exit")
-  const Scope = await import("effect/Scope")
   const Stream = await import("effect/Stream")
-  const Connection = await import("@pgfx/connection/Connection")
   const Copy = await import("@pgfx/connection/Copy")
-  const { copyFrom } = Copy
   const copyOut = Copy[api]
-  const scope = Effect.runSync(Scope.make())
-  try {
-    const [from, to] = await Effect.runPromise(
-      Scope.provide(Effect.all([Connection.make(pgfxInput(ctx, "tcp")), Connection.make(pgfxInput(ctx, "tcp"))]), scope)
-    )
-    const exec = (sql: string) =>
-      Effect.runPromise(Effect.map(to.query<ReadonlyArray<unknown>>(sql, undefined, { rowMode: "array" }), (r) => r.rows[0]?.[0]))
-    return await round(shape, exec, async () => {
-      let bytes = 0
-      const rows = await Effect.runPromise(
-        copyOut(from, `copy ${source(shape)} to stdout`).pipe(
-          Stream.mapArray((payloads) => {
-            for (let i = 0; i < payloads.length; i++) bytes += payloads[i]!.length
-            return payloads
-          }),
-          Stream.run(copyFrom(to, `copy ${target(shape)} from stdin`))
+  return withPgfx(ctx, "tcp", (from) =>
+    withPgfx(ctx, "tcp", (to, exec) =>
+      round(shape, exec, async () => {
+        let bytes = 0
+        const rows = await Effect.runPromise(
+          copyOut(from, `copy ${source(shape)} to stdout`).pipe(
+            Stream.mapArray((payloads) => {
+              for (let i = 0; i < payloads.length; i++) bytes += payloads[i]!.length
+              return payloads
+            }),
+            Stream.run(Copy.copyFrom(to, `copy ${target(shape)} from stdin`))
+          )
         )
-      )
-      return { rows, bytes }
-    })
-  } finally {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-  }
+        return { rows, bytes }
+      })))
 }
 
 const pgCopyStreams = (shape: Shape) => async (ctx: BenchContext): Promise<WorkerOutcome> => {

@@ -20,7 +20,6 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type * as Tls from "node:tls"
 import { Cause, Context, Duration, Effect, Exit, Layer, Queue, Redacted, Scope, Stream } from "effect"
-import { identity } from "effect/Function"
 import type * as Config from "effect/Config"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { decodeBackend } from "@pgfx/codec/BackendMessage"
@@ -742,23 +741,26 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
     "server.address": endpoint.host,
     "server.port": endpoint.port
   })
-  const traced = <A, E>(name: string, sql: string) => (effect: Effect.Effect<A, E>) =>
-    Effect.useSpan(name, { attributes: spanAttributes(sql), kind: "client" }, () => effect)
+  const traced = <A, E>(effect: Effect.Effect<A, E>, name: string, sql: string, options: QueryOptions | undefined) =>
+    options?.span === false ? effect : Effect.useSpan(name, { attributes: spanAttributes(sql), kind: "client" }, () => effect)
 
-  const query = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: QueryOptions) => {
-    const run = withTimeout(runQuery<A>(sql, params, options), options)
-    return options?.span === false ? run : run.pipe(traced("pgfx.query", sql))
-  }
+  const query = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: QueryOptions) =>
+    traced(withTimeout(runQuery<A>(sql, params, options), options), "pgfx.query", sql, options)
 
   const simple = (sql: string, options?: QueryOptions) =>
-    withTimeout(
-      run<ReadonlyArray<QueryResult<unknown>>>((resume) => {
-        writePendingCloses(writer, statements.toClose)
-        const bytes = encodeSimpleQuery(writer, sql)
-        return { request: new QueryRequest(contextFor(options?.rowMode), sql, resume), bytes }
-      }),
+    traced(
+      withTimeout(
+        run<ReadonlyArray<QueryResult>>((resume) => {
+          writePendingCloses(writer, statements.toClose)
+          const bytes = encodeSimpleQuery(writer, sql)
+          return { request: new QueryRequest(contextFor(options?.rowMode), sql, resume as never), bytes }
+        }),
+        options
+      ),
+      "pgfx.simple",
+      sql,
       options
-    ).pipe(Effect.map((r) => r as ReadonlyArray<QueryResult>), options?.span === false ? identity : traced("pgfx.simple", sql))
+    )
 
   const stream = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: StreamOptions): Stream.Stream<A, PgError> =>
     Stream.unwrap(

@@ -549,8 +549,9 @@ const queueSink = (
   if (joined) {
     // The payloads of one socket chunk copied once into one exactly sized buffer: one object per read
     // instead of one per row. Until the flush only where they are is noted (no allocation per payload).
-    let sources: Array<Uint8Array> = []
-    let bounds: Array<number> = []
+    // Reused across reads (emptied, never reallocated); they only say where this read's payloads are.
+    const sources: Array<Uint8Array> = []
+    const bounds: Array<number> = []
     let total = 0
     return {
       piece(buf, start, end) {
@@ -560,17 +561,15 @@ const queueSink = (
       },
       flush() {
         if (sources.length === 0) return
-        const out = new Uint8Array(total)
-        let pos = 0
-        for (let i = 0; i < sources.length; i++) {
-          const from = bounds[2 * i]!
-          const to = bounds[2 * i + 1]!
-          pos += copyBytes.call(sources[i]!, out, pos, from, to)
+        const out = request.abandoned ? undefined : new Uint8Array(total)
+        if (out !== undefined) {
+          let pos = 0
+          for (let i = 0; i < sources.length; i++) pos += copyBytes.call(sources[i]!, out, pos, bounds[2 * i]!, bounds[2 * i + 1]!)
         }
-        sources = []
-        bounds = []
+        sources.length = 0
+        bounds.length = 0
         total = 0
-        if (!request.abandoned) offer([out] as unknown as Batch)
+        if (out !== undefined) offer([out] as unknown as Batch)
       },
       end: endWith
     }

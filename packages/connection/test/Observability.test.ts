@@ -1,20 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Tracer } from "effect"
+import { Effect } from "effect"
+import { recordingTracer } from "@pgfx/testing/RecordingTracer"
 import * as Connection from "../src/Connection.ts"
 import { tcpConfig } from "./helpers.ts"
-
-/** A tracer that keeps every span it creates, to inspect names and attributes. */
-const recordingTracer = () => {
-  const spans: Array<Tracer.NativeSpan> = []
-  const tracer = Tracer.make({
-    span(options) {
-      const span = new Tracer.NativeSpan(options)
-      spans.push(span)
-      return span
-    }
-  })
-  return { tracer, spans }
-}
 
 describe("Connection: observability", () => {
   it.live("a client span per query with OpenTelemetry database attributes, and never the password", () =>

@@ -3,13 +3,14 @@
  * savepoints, streaming, errors (reasons), SqlSchema, and the single-connection client.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Config, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream, String as Str, Tracer } from "effect"
+import { Cause, Config, ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream, String as Str } from "effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import { SqlError } from "effect/sql/SqlError"
 import * as SqlSchema from "effect/sql/SqlSchema"
 import * as PgConfig from "@pgfx/connection/PgConfig"
 import { PgServerError } from "@pgfx/connection/PgError"
 import * as Pool from "@pgfx/connection/Pool"
+import { recordingTracer } from "@pgfx/testing/RecordingTracer"
 import * as PgClient from "../src/PgClient.ts"
 import { clientConfig, freshTable } from "./helpers.ts"
 
@@ -54,14 +55,7 @@ describe("PgClient: statements", () => {
 
   it.live("one client span per statement: effect/sql's, not a second pgfx.query beneath it", () =>
     Effect.gen(function*() {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span(options) {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { spans, tracer } = recordingTracer()
       yield* provide(Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         yield* sql`select ${1}::int as one`
