@@ -169,7 +169,7 @@ export class RowDecoder {
   private readonly scratch: Array<unknown>
   private nameIndex: Map<string, number> | undefined
 
-  private constructor(fields: ReadonlyArray<RowField>, registry: TypeRegistry, options: RowDecoderOptions) {
+  private constructor(fields: ReadonlyArray<RowField>, registry: Pick<TypeRegistry, "get">, options: RowDecoderOptions) {
     this.fields = fields
     this.mode = options.mode ?? "object"
     this.decoders = fields.map((f) => {
@@ -198,7 +198,7 @@ export class RowDecoder {
   }
 
   /** Compiles a decoder for one RowDescription. */
-  static make(fields: ReadonlyArray<RowField>, registry: TypeRegistry, options: RowDecoderOptions = {}): RowDecoder {
+  static make(fields: ReadonlyArray<RowField>, registry: Pick<TypeRegistry, "get">, options: RowDecoderOptions = {}): RowDecoder {
     return new RowDecoder(fields, registry, options)
   }
 

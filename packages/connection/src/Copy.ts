@@ -520,15 +520,12 @@ export const copyFrom = (
 
 type Batch = Arr.NonEmptyReadonlyArray<Uint8Array>
 
-/** Payloads to a bounded queue, one batch per socket chunk; offers that must wait do so in the reader. */
-const queueSink = (
-  conn: ConnectionApi,
-  queue: Queue.Queue<Batch, PgError | Done>,
-  request: CopyRequest,
-  joined = false
-): PayloadSink => {
+/**
+ * Batches to a bounded queue in order: an offer that must wait does so in the reader (`wire.deferFlush`), and
+ * later batches and the end queue behind it.
+ */
+const batchQueue = <A>(conn: ConnectionApi, queue: Queue.Queue<Arr.NonEmptyReadonlyArray<A>, PgError | Done>) => {
   const wire = conn.internal.wire
-  let batch: Array<Uint8Array> = []
   /** An offer is waiting in the reader: later batches and the end must queue behind it. */
   let waiting = 0
   const settleWaiting = Effect.sync(() => {
@@ -538,14 +535,27 @@ const queueSink = (
     waiting++
     wire.deferFlush(Effect.ensuring(Effect.asVoid(effect), settleWaiting))
   }
-  const endWith = (error: PgError | undefined) => {
-    if (waiting > 0) defer(error === undefined ? Queue.end(queue) : Queue.fail(queue, error))
-    else if (error === undefined) Queue.endUnsafe(queue)
-    else Queue.failCauseUnsafe(queue, Cause.fail(error))
+  return {
+    offer(b: Arr.NonEmptyReadonlyArray<A>): void {
+      if (waiting > 0 || !Queue.offerUnsafe(queue, b)) defer(Queue.offer(queue, b))
+    },
+    endWith(error: PgError | undefined): void {
+      if (waiting > 0) defer(error === undefined ? Queue.end(queue) : Queue.fail(queue, error))
+      else if (error === undefined) Queue.endUnsafe(queue)
+      else Queue.failCauseUnsafe(queue, Cause.fail(error))
+    }
   }
-  const offer = (b: Batch) => {
-    if (waiting > 0 || !Queue.offerUnsafe(queue, b)) defer(Queue.offer(queue, b))
-  }
+}
+
+/** Payloads to a bounded queue, one batch per socket chunk; offers that must wait do so in the reader. */
+const queueSink = (
+  conn: ConnectionApi,
+  queue: Queue.Queue<Batch, PgError | Done>,
+  request: CopyRequest,
+  joined = false
+): PayloadSink => {
+  let batch: Array<Uint8Array> = []
+  const { endWith, offer } = batchQueue(conn, queue)
   if (joined) {
     // The payloads of one socket chunk copied once into one exactly sized buffer: one object per read
     // instead of one per row. Until the flush only where they are is noted (no allocation per payload).
@@ -590,6 +600,41 @@ const queueSink = (
 }
 
 /**
+ * Where one socket chunk's payloads are, without a view object per payload: `bounds` holds (index into
+ * `sources`, start, end) triples. The sources are socket chunks (or fresh buffers of frames that spanned
+ * chunks) that nothing writes to again, so the consumer may read them later.
+ */
+interface PayloadRanges {
+  readonly sources: ReadonlyArray<Uint8Array>
+  readonly bounds: ReadonlyArray<number>
+}
+
+/** Payload ranges to a bounded queue, one batch per socket chunk (decoded by the consumer, so rows die young). */
+const rangesSink = (
+  conn: ConnectionApi,
+  queue: Queue.Queue<Arr.NonEmptyReadonlyArray<PayloadRanges>, PgError | Done>,
+  request: CopyRequest
+): PayloadSink => {
+  let sources: Array<Uint8Array> = []
+  let bounds: Array<number> = []
+  const { endWith, offer } = batchQueue(conn, queue)
+  return {
+    piece(buf, start, end) {
+      if (sources.length === 0 || sources[sources.length - 1] !== buf) sources.push(buf)
+      bounds.push(sources.length - 1, start, end)
+    },
+    flush() {
+      if (bounds.length === 0) return
+      const batch: PayloadRanges = { sources, bounds }
+      sources = []
+      bounds = []
+      if (!request.abandoned) offer([batch])
+    },
+    end: endWith
+  }
+}
+
+/**
  * Cancels a COPY OUT the consumer abandoned: later requests are held until the cancel was delivered and
  * the COPY reached ReadyForQuery, so the cancel cannot hit anything else (see Cancel.ts).
  */
@@ -624,11 +669,20 @@ export const copyToBytes = (conn: ConnectionApi, sql: string, options?: CopyToOp
   copyOut(conn, sql, options, true)
 
 const copyOut = (conn: ConnectionApi, sql: string, options: CopyToOptions | undefined, joined: boolean): Stream.Stream<Uint8Array, PgError> =>
+  copyOutWith<Uint8Array>(conn, sql, options, (queue, request) => queueSink(conn, queue, request, joined))
+
+/** COPY OUT whose payloads `makeSink` turns into the stream's items (in the reader). */
+const copyOutWith = <A>(
+  conn: ConnectionApi,
+  sql: string,
+  options: CopyToOptions | undefined,
+  makeSink: (queue: Queue.Queue<Arr.NonEmptyReadonlyArray<A>, PgError | Done>, request: CopyRequest) => PayloadSink
+): Stream.Stream<A, PgError> =>
   Stream.unwrap(
     Effect.gen(function*() {
-      const queue = yield* Queue.bounded<Batch, PgError | Done>(options?.bufferChunks ?? DEFAULT_BUFFER_CHUNKS)
+      const queue = yield* Queue.bounded<Arr.NonEmptyReadonlyArray<A>, PgError | Done>(options?.bufferChunks ?? DEFAULT_BUFFER_CHUNKS)
       const request = new CopyRequest(conn, sql, "out")
-      const payloads = queueSink(conn, queue, request, joined)
+      const payloads = makeSink(queue, request)
       request.payloads = payloads
       request.streamHandler = {
         type: 0x64,
@@ -643,7 +697,7 @@ const copyOut = (conn: ConnectionApi, sql: string, options: CopyToOptions | unde
         Effect.andThen(Queue.shutdown(queue), request.settled ? Effect.void : cancelCopy(conn, request))
       )
       submit(conn, request, sql)
-      return Stream.fromPull(Effect.succeed(Queue.take(queue))) as Stream.Stream<Uint8Array, PgError>
+      return Stream.fromPull(Effect.succeed(Queue.take(queue))) as Stream.Stream<A, PgError>
     })
   )
 
@@ -836,8 +890,13 @@ export const copyToRows = <A = Record<string, unknown>>(
       }
       const columns = yield* Effect.forEach(fields, (f) => binaryColumn(conn, f.name, f.typeOid))
       const parser = new BinaryRowParser(columns, options?.rowMode ?? "object")
-      const bytes = copyTo(conn, `COPY (${select}) TO STDOUT (FORMAT binary)`, options)
-      return Stream.transformPull(bytes, (pull) =>
+      const ranges = copyOutWith<PayloadRanges>(
+        conn,
+        `COPY (${select}) TO STDOUT (FORMAT binary)`,
+        options,
+        (queue, request) => rangesSink(conn, queue, request)
+      )
+      return Stream.transformPull(ranges, (pull) =>
         Effect.succeed(
           Effect.suspend(function loop(): Effect.Effect<Arr.NonEmptyReadonlyArray<A>, PgError | Done<void>> {
             return Effect.flatMap(
@@ -849,10 +908,13 @@ export const copyToRows = <A = Record<string, unknown>>(
                 }
                 return Effect.failCause(cause)
               }),
-              (pieces) => {
+              (batches) => {
                 const rows: Array<unknown> = []
                 try {
-                  for (let i = 0; i < pieces.length; i++) parser.push(pieces[i]!, rows)
+                  for (let b = 0; b < batches.length; b++) {
+                    const { bounds, sources } = batches[b]!
+                    for (let i = 0; i < bounds.length; i += 3) parser.push(sources[bounds[i]!]!, rows, bounds[i + 1]!, bounds[i + 2]!)
+                  }
                 } catch (e) {
                   return Effect.fail(e instanceof ProtocolError ? e : toInvalid(e))
                 }

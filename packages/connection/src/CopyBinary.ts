@@ -10,9 +10,10 @@
  *   it copies (into its carry buffer); everything else is decoded from the pieces where they are.
  * - Malformed input (bad signature, a field count that does not match the columns, a length past the data,
  *   data after the trailer, the stream ending mid-tuple or without the trailer) throws ProtocolError;
- *   a value its codec rejects throws that codec's ProtocolError.
+ *   a value its codec rejects throws a ProtocolError naming the column (as a DataRow's would).
  */
 import { fail } from "@pgfx/codec/ProtocolError"
+import { RowDecoder } from "@pgfx/codec/RowDecoder"
 import type { Writer } from "@pgfx/codec/internal/Writer"
 import type { ValueCodec } from "@pgfx/codec/values/ValueCodec"
 
@@ -79,21 +80,22 @@ const EMPTY = new Uint8Array(0)
 /** Incremental COPY BINARY parser: pieces in, rows out. */
 export class BinaryRowParser {
   private readonly columns: ReadonlyArray<BinaryColumn>
-  private readonly mode: RowMode
   private carry: Uint8Array = EMPTY
   private carryLength = 0
   private headerDone = false
   private ended = false
 
-  /** Object rows: one generated literal per column set, so every row has the same shape (keyed stores are slow). */
-  private readonly shape: ((values: ReadonlyArray<unknown>) => Record<string, unknown>) | undefined
-  private readonly scratch: Array<unknown>
+  /** Decodes one tuple (a DataRow body's layout) into an object or array: a generated function per column set. */
+  private readonly decoder: RowDecoder
 
   constructor(columns: ReadonlyArray<BinaryColumn>, mode: RowMode = "object") {
     this.columns = columns
-    this.mode = mode
-    this.shape = mode === "object" ? objectShape(columns.map((c) => c.name)) : undefined
-    this.scratch = new Array<unknown>(columns.length).fill(null)
+    const codecs = new Map(columns.map((c) => [c.typeOid, c.codec]))
+    this.decoder = RowDecoder.make(
+      columns.map((c) => ({ name: c.name, typeOid: c.typeOid, format: 1 as const })),
+      { get: (oid: number) => codecs.get(oid)! },
+      { mode }
+    )
   }
 
   /** Whether the trailer was read. */
@@ -101,9 +103,12 @@ export class BinaryRowParser {
     return this.ended
   }
 
-  /** Decodes every complete row in `piece` (plus what was carried over); keeps the rest for the next piece. */
-  push(piece: Uint8Array, out: Array<unknown>): void {
-    let from = 0
+  /**
+   * Decodes every complete row in `piece[start, end)` (plus what was carried over); copies the rest for the
+   * next piece, so `piece` need not outlive the call (COPY OUT passes socket chunks, valid during it only).
+   */
+  push(piece: Uint8Array, out: Array<unknown>, start = 0, end = piece.length): void {
+    let from = start
     // Complete a carried unit first, appending only what it needs (up to its next length field until its size is known).
     while (this.carryLength > 0) {
       const size = this.pendingSize(this.carry, 0, this.carryLength)
@@ -112,14 +117,14 @@ export class BinaryRowParser {
         this.carryLength = 0
         break
       }
-      if (from === piece.length) return
-      const take = Math.min(Math.abs(size) - this.carryLength, piece.length - from)
+      if (from === end) return
+      const take = Math.min(Math.abs(size) - this.carryLength, end - from)
       this.append(piece, from, from + take)
       from += take
     }
-    if (from === piece.length) return
-    const used = this.parse(piece, from, piece.length, out)
-    if (used < piece.length) this.append(piece, used, piece.length)
+    if (from === end) return
+    const used = this.parse(piece, from, end, out)
+    if (used < end) this.append(piece, used, end)
   }
 
   /** Checks the stream ended where it should (after the trailer). */
@@ -200,63 +205,11 @@ export class BinaryRowParser {
           p += len
         }
       }
-      p = pos + 2
-      if (this.mode === "array") {
-        const row = new Array<unknown>(n)
-        for (let i = 0; i < n; i++) {
-          const len = readI32(buf, p)
-          p += 4
-          if (len === -1) row[i] = null
-          else {
-            row[i] = columns[i]!.codec.decodeBinary!(buf, p, p + len)
-            p += len
-          }
-        }
-        out.push(row)
-      } else if (this.shape !== undefined) {
-        const values = this.scratch
-        for (let i = 0; i < n; i++) {
-          const len = readI32(buf, p)
-          p += 4
-          if (len === -1) values[i] = null
-          else {
-            values[i] = columns[i]!.codec.decodeBinary!(buf, p, p + len)
-            p += len
-          }
-        }
-        out.push(this.shape(values))
-      } else {
-        const row: Record<string, unknown> = {}
-        for (let i = 0; i < n; i++) {
-          const len = readI32(buf, p)
-          p += 4
-          if (len === -1) row[columns[i]!.name] = null
-          else {
-            row[columns[i]!.name] = columns[i]!.codec.decodeBinary!(buf, p, p + len)
-            p += len
-          }
-        }
-        out.push(row)
-      }
+      // A tuple has a DataRow body's layout: the compiled row decoder reads it.
+      out.push(this.decoder.decode(buf, pos, p))
       pos = p
     }
     return pos
-  }
-}
-
-/**
- * `(v) => ({ "a": v[0], "b": v[1] })` for the column names (a repeated name keeps its last value, as the
- * keyed loop does); undefined where code cannot be generated or a name is `__proto__` (the keyed loop then).
- */
-const objectShape = (names: ReadonlyArray<string>): ((values: ReadonlyArray<unknown>) => Record<string, unknown>) | undefined => {
-  const last = new Map<string, number>()
-  names.forEach((name, i) => last.set(name, i))
-  if (last.has("__proto__")) return undefined
-  const props = Array.from(last, ([name, i]) => `${JSON.stringify(name)}: v[${i}]`)
-  try {
-    return new Function("v", `return { ${props.join(", ")} }`) as (values: ReadonlyArray<unknown>) => Record<string, unknown>
-  } catch {
-    return undefined
   }
 }
 

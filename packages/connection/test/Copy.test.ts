@@ -268,6 +268,63 @@ describe("typed rows over COPY BINARY", () => {
     }))
 })
 
+describe("copyToRows: rows decoded from the CopyData frames", () => {
+  it.live("values larger than pieceThreshold (streamed in pieces) and many rows per socket read decode as SELECT returns them", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* conn.simple("create temp table wide(id int4, body text, at timestamptz)")
+      yield* conn.simple(
+        "insert into wide select g, repeat(chr(65 + g % 26), case when g % 1000 = 0 then 300000 else g % 50 end), " +
+          "'2024-01-01'::timestamptz + g * interval '1 second' from generate_series(1, 20000) g"
+      )
+      const viaSelect = (yield* conn.query<{ id: number; body: string; at: Date }>("select * from wide order by id")).rows
+      const viaCopy = Array.from(yield* Stream.runCollect(copyToRows(conn, "select * from wide order by id", { pieceThreshold: 65536 })))
+      assert.strictEqual(viaCopy.length, 20000)
+      assert.deepStrictEqual(viaCopy, viaSelect as Array<unknown>)
+      assert.strictEqual((viaCopy[999] as { body: string }).body.length, 300000)
+    }))
+
+  it.live("a value its codec rejects ends the stream with the error, mid-COPY, and the connection stays usable", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* conn.simple("create temp table unlucky(id int4, name text)")
+      yield* conn.simple("insert into unlucky select g, 'name ' || g from generate_series(1, 200000) g")
+      // The real server sends valid data: a codec that refuses one value stands in for a decoding failure.
+      const int4 = conn.registry.get(23)
+      conn.registry.register({
+        ...int4,
+        decodeBinary: (buf: Uint8Array, start: number, end: number) => {
+          const v = int4.decodeBinary!(buf, start, end)
+          if (v === 100000) throw new Error("value 100000 is refused")
+          return v
+        }
+      })
+      let seen = 0
+      const error = yield* Effect.flip(
+        copyToRows<{ id: number }>(conn, "select * from unlucky order by id").pipe(
+          Stream.runForEach((row) => Effect.sync(() => void (seen = row.id)))
+        )
+      )
+      assert.strictEqual(error._tag, "ProtocolError")
+      assert.match(error.message, /column 0 "id" \(type OID 23, binary\): value 100000 is refused/)
+      assert.isAtMost(seen, 99999)
+      conn.registry.register(int4)
+      const r = yield* conn.query("select count(*)::int as n from unlucky")
+      assert.deepStrictEqual(r.rows, [{ n: 200000 }])
+    }))
+
+  it.live("a consumer that stops early cancels the COPY; the connection stays usable", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      const first = Array.from(
+        yield* Stream.runCollect(Stream.take(copyToRows<{ g: number }>(conn, "select g from generate_series(1, 5000000) g"), 3))
+      )
+      assert.deepStrictEqual(first, [{ g: 1 }, { g: 2 }, { g: 3 }])
+      const r = yield* conn.query("select 41 + 1 as n")
+      assert.deepStrictEqual(r.rows, [{ n: 42 }])
+    }))
+})
+
 describe("copyBoth", () => {
   // A private server: creating a logical slot waits for every transaction running in the cluster, and
   // test_decoding decodes every change of the database, so the shared server's other tests must not be
