@@ -51,9 +51,12 @@ import {
   encodeExecute,
   makeDecoder,
   CursorRequest,
+  decodeRawRows,
   PrepareRequest,
   QueryRequest,
   type QueryResult,
+  type RawRows,
+  type RowDecoderLike,
   type RequestContext,
   type Row,
   type RowMode,
@@ -762,22 +765,39 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
       options
     )
 
+  /**
+   * Rows stream with backpressure: the reader hands on where each socket chunk's DataRows are (no row is
+   * decoded ahead of the consumer), the consumer decodes a batch when it takes it — rows are made just
+   * before they are used, so they die young instead of surviving scavenges in a queue. A row that cannot be
+   * decoded fails the stream with its ProtocolError; the connection stays usable (the rest is discarded).
+   */
   const stream = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: StreamOptions): Stream.Stream<A, PgError> =>
     Stream.unwrap(
       Effect.gen(function*() {
-        const queue = yield* Queue.bounded<ReadonlyArray<A>, PgError | import("effect/Cause").Done>(options?.bufferBatches ?? 1)
-        let batch: Array<A> = []
+        const queue = yield* Queue.bounded<RawRows, PgError | import("effect/Cause").Done>(options?.bufferBatches ?? 1)
+        let decoder: RowDecoderLike | undefined
+        let sources: Array<Uint8Array> = []
+        let bounds: Array<number> = []
         let ended = false
+        const endOfBatch = () => {
+          if (bounds.length === 0) return
+          const b: RawRows = { decoder: decoder!, sources, bounds }
+          sources = []
+          bounds = []
+          wire.deferFlush(Effect.asVoid(Queue.offer(queue, b)))
+        }
         const sink: RowSink = {
-          push: (row) => {
-            batch.push(row as A)
+          push: () => {},
+          pushRaw: (d, buf, start, end) => {
+            // A new result shape (another statement's rows) starts a new batch.
+            if (d !== decoder) {
+              endOfBatch()
+              decoder = d
+            }
+            if (sources.length === 0 || sources[sources.length - 1] !== buf) sources.push(buf)
+            bounds.push(sources.length - 1, start, end)
           },
-          endOfBatch: () => {
-            if (batch.length === 0) return
-            const b = batch
-            batch = []
-            wire.deferFlush(Effect.asVoid(Queue.offer(queue, b)))
-          },
+          endOfBatch,
           // Ends the queue from the reader, after the offers of the last rows (never ahead of them).
           end: (error) => {
             ended = true
@@ -792,7 +812,16 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
         // The consumer went away: stop the reader from waiting on this queue (pending offers return).
         yield* Effect.addFinalizer(() => Queue.shutdown(queue))
         // Only non-empty batches are offered, so each take is a non-empty chunk of the stream.
-        return Stream.fromPull(Effect.succeed(Queue.take(queue) as any)) as Stream.Stream<A, PgError>
+        // Rows before an undecodable one are delivered first; the error ends the stream at the next pull.
+        let failure: ProtocolError | undefined
+        const pull = Effect.suspend(() =>
+          failure !== undefined ? Effect.fail(failure) : Effect.flatMap(Queue.take(queue), (b) => {
+            const rows: Array<unknown> = []
+            failure = decodeRawRows(b, rows)
+            return rows.length > 0 ? Effect.succeed(rows) : Effect.fail(failure!)
+          })
+        )
+        return Stream.fromPull(Effect.succeed(pull as any)) as Stream.Stream<A, PgError>
       })
     )
 

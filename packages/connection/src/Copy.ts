@@ -896,9 +896,12 @@ export const copyToRows = <A = Record<string, unknown>>(
         options,
         (queue, request) => rangesSink(conn, queue, request)
       )
+      // Rows before an undecodable one are delivered first; the error ends the stream at the next pull.
+      let failure: PgError | undefined
       return Stream.transformPull(ranges, (pull) =>
         Effect.succeed(
           Effect.suspend(function loop(): Effect.Effect<Arr.NonEmptyReadonlyArray<A>, PgError | Done<void>> {
+            if (failure !== undefined) return Effect.fail(failure)
             return Effect.flatMap(
               Effect.catchCause(pull, (cause) => {
                 // At the end of the data, the parser must have seen the trailer.
@@ -916,7 +919,8 @@ export const copyToRows = <A = Record<string, unknown>>(
                     for (let i = 0; i < bounds.length; i += 3) parser.push(sources[bounds[i]!]!, rows, bounds[i + 1]!, bounds[i + 2]!)
                   }
                 } catch (e) {
-                  return Effect.fail(e instanceof ProtocolError ? e : toInvalid(e))
+                  failure = e instanceof ProtocolError ? e : toInvalid(e)
+                  if (rows.length === 0) return Effect.fail(failure)
                 }
                 return rows.length > 0 ? Effect.succeed(rows as unknown as Arr.NonEmptyReadonlyArray<A>) : loop()
               }

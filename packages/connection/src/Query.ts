@@ -52,9 +52,41 @@ export interface RowDecoderLike {
   decode(buf: Uint8Array, start: number, end: number): unknown
 }
 
+/**
+ * Where one socket chunk's DataRows are, for a consumer to decode later: `bounds` holds (index into
+ * `sources`, start, end) triples; the sources are socket chunks (or fresh buffers of frames that spanned
+ * chunks), which nothing writes to again.
+ */
+export interface RawRows {
+  readonly decoder: RowDecoderLike
+  readonly sources: ReadonlyArray<Uint8Array>
+  readonly bounds: ReadonlyArray<number>
+}
+
+/**
+ * Decodes a batch of raw rows into `out`, in order, up to the first row that cannot be decoded: returns that
+ * row's ProtocolError (anything a decoder throws becomes one), or undefined.
+ */
+export const decodeRawRows = (batch: RawRows, out: Array<unknown>): ProtocolError | undefined => {
+  const { bounds, decoder, sources } = batch
+  try {
+    for (let i = 0; i < bounds.length; i += 3) out.push(decoder.decode(sources[bounds[i]!]!, bounds[i + 1]!, bounds[i + 2]!))
+  } catch (e) {
+    if (e instanceof ProtocolError) return e
+    return new ProtocolError({ reason: "InvalidValue", message: `a row could not be decoded: ${e instanceof Error ? e.message : String(e)}`, messageType: "D" })
+  }
+  return undefined
+}
+
 /** Where rows go: an array (buffered results) or a consumer (streams, COPY helpers). */
 export interface RowSink {
   push(row: unknown): void
+  /**
+   * When present, rows are not decoded in the reader: each DataRow body `buf[start, end)` (a view of a
+   * buffer nothing writes to again) is handed on with its decoder, for the consumer to decode when it
+   * takes the row — so rows are made just before they are used and die young.
+   */
+  pushRaw?(decoder: RowDecoderLike, buf: Uint8Array, start: number, end: number): void
   /** Called after each batch of frames; may register a backpressure effect with the wire. */
   endOfBatch?(): void
   /**
@@ -181,9 +213,10 @@ export class QueryRequest implements Pending {
         if (this.abandoned) return false
         const decoder = this.decoder
         if (decoder === undefined) unexpected(type, "before a RowDescription")
-        const row = decoder!.decode(buf, start, end)
-        if (this.sink !== undefined) this.sink.push(row)
-        else this.rows.push(row)
+        const sink = this.sink
+        if (sink === undefined) this.rows.push(decoder!.decode(buf, start, end))
+        else if (sink.pushRaw !== undefined) sink.pushRaw(decoder!, buf, start, end)
+        else sink.push(decoder!.decode(buf, start, end))
         return false
       }
       case 0x43: {

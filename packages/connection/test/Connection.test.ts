@@ -185,6 +185,34 @@ describe("Connection: streaming", () => {
       assert.deepStrictEqual(after.rows, [{ x: 1 }])
     }))
 
+  it.live("rows are decoded as the consumer takes them: a value its codec rejects fails the stream there, and the connection stays usable", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      // The real server sends valid data: a codec that refuses one value stands in for a decoding failure.
+      const int4 = conn.registry.get(23)
+      conn.registry.register({
+        ...int4,
+        decodeBinary: (buf: Uint8Array, start: number, end: number) => {
+          const v = int4.decodeBinary!(buf, start, end) as number
+          if (v === 150000) throw new Error("value 150000 is refused")
+          return v
+        }
+      })
+      let seen = 0
+      const error = yield* Effect.flip(
+        conn.stream<{ i: number }>("select i from generate_series(1, 300000) i").pipe(
+          Stream.runForEach((row) => Effect.sync(() => void (seen = row.i)))
+        )
+      )
+      assert.strictEqual(error._tag, "ProtocolError")
+      assert.match(error.message, /column 0 "i" .*value 150000 is refused/)
+      // Every row before the refused one reached the consumer, none after it.
+      assert.strictEqual(seen, 149999)
+      conn.registry.register(int4)
+      const after = yield* conn.query("select 1 as x")
+      assert.deepStrictEqual(after.rows, [{ x: 1 }])
+    }))
+
   it.live("a slow consumer pauses the server (backpressure) and memory stays bounded", () =>
     Effect.gen(function*() {
       const conn = yield* open(unixConfig())
