@@ -12,7 +12,7 @@ import { effectSqlLayer, pgClient, pgfxInput, postgresJs, type Via } from "../cl
 import { runPgbench } from "../pgbench.ts"
 
 const QUERIES = 20_000
-const WARMUP = 2_000
+const WARMUP = 20_000
 const GROUP = "sequential SELECT 1"
 
 const check = (value: unknown) => {

@@ -16,7 +16,7 @@ import { runPgbench } from "../pgbench.ts"
 
 const QUERIES = 100_000
 const IN_FLIGHT = 1_000
-const WARMUP = 10_000
+const WARMUP = 100_000
 const SQL = "select $1::int as x"
 const GROUP = `SELECT $1::int, ${IN_FLIGHT} in flight, 1 connection`
 

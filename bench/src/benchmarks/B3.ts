@@ -14,7 +14,8 @@ import { describeRow, skipped, startTimer } from "../harness.ts"
 import { effectSqlLayer, pgClient, pgfxInput, postgresJs } from "../clients.ts"
 
 const ROWS = 1_000_000
-const WARMUP_ROWS = 50_000
+/** As much work as the timed query (see copyFixtures.ts WARMUP_ROWS). */
+const WARMUP_ROWS = 1_000_000
 const sqlFor = (n: number) =>
   `select i, 'text value ' || i as t, now() as ts, i * 1.5::float8 as f, md5(i::text) as h from generate_series(1, ${n}) i`
 const SQL = sqlFor(ROWS)

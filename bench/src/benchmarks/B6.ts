@@ -4,7 +4,7 @@
  * with acknowledgements on (each commit is acknowledged as it is consumed).
  *
  * Invariants:
- * - Every round creates its own slots and writes its own rows (untimed): a warm-up slot (100,000
+ * - Every round creates its own slots and writes its own rows (untimed): a warm-up slot (200,000
  *   inserts in one transaction, consumed untimed first) and the timed slot, both dropped afterwards.
  *   The timed section is connect + START_REPLICATION + consuming until the 4th commit.
  * - Every contender counts the inserts and sums the `id` column (checked against n(n+1)/2 over the
@@ -22,7 +22,7 @@ import { pgfxInput } from "../clients.ts"
 
 const CHANGES = 200_000
 const TRANSACTIONS = 4
-const WARMUP = 100_000
+const WARMUP = 200_000
 const TABLE = "b6_rows"
 const PUBLICATION = "b6_pub"
 const PG_RECVLOGICAL = "/usr/lib/postgresql/15/bin/pg_recvlogical"

@@ -8,7 +8,8 @@
  * - Both ends are real: one connection reads the source table, the other writes an UNLOGGED target; the
  *   client holds at most its stream buffers (backpressure both ways, no deadlock: the sink is pulled only
  *   while the source flows).
- * - Every round truncates the target, pipes, and checks the target's row count and `sum(i)` against the
+ * - Every round truncates the target, pipes once untimed (the warm-up: as much work as the timed pipe, as in
+ *   every benchmark here), truncates again, pipes, and checks the target's row count and `sum(i)` against the
  *   source's, and the row count the COPY reported.
  * - MB/s counts the COPY text bytes that crossed the client (the source's `COPY TO` size).
  */
@@ -34,12 +35,14 @@ const target = (s: Shape) => `pipe_${s.name}_dst`
 const file = (s: Shape) => `${FILE_DIR}/${s.name}.tsv`
 const checkSql = (table: string) => `select count(*)::text || ' ' || coalesce(sum(i), 0)::text as check from ${table}`
 
-/** The common round: truncate, timed pipe, checks. */
+/** The common round: truncate, an untimed warm-up pipe of the same rows, truncate, timed pipe, checks. */
 const round = async (
   shape: Shape,
   exec: (sql: string) => Promise<unknown>,
   pipe: () => Promise<{ readonly rows: number; readonly bytes: number }>
 ): Promise<WorkerOutcome> => {
+  await exec(`truncate ${target(shape)}`)
+  await pipe()
   await exec(`truncate ${target(shape)}`)
   const stop = startTimer()
   const piped = await pipe()

@@ -15,12 +15,12 @@ import { describeRow, startTimer } from "../harness.ts"
 import { effectSqlLayer, pgfxInput } from "../clients.ts"
 
 const B1_QUERIES = 20_000
-const B1_WARMUP = 2_000
+const B1_WARMUP = 20_000
 const B2_QUERIES = 100_000
 const B2_IN_FLIGHT = 1_000
-const B2_WARMUP = 10_000
+const B2_WARMUP = 100_000
 const B3_ROWS = 1_000_000
-const B3_WARMUP_ROWS = 50_000
+const B3_WARMUP_ROWS = 1_000_000
 const b3Sql = (n: number) =>
   `select i, 'text value ' || i as t, now() as ts, i * 1.5::float8 as f, md5(i::text) as h from generate_series(1, ${n}) i`
 
