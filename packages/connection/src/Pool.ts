@@ -34,6 +34,7 @@
  */
 import { Cause, Context, Duration, Effect, Exit, Layer, Pool, Scope, Stream } from "effect"
 import type * as Config from "effect/Config"
+import type * as Fiber from "effect/Fiber"
 import * as Connection from "./Connection.ts"
 import type { ConnectionApi, ConnectionInput, PipelineOutcome, PipelineStatement, QueryOptions, StreamOptions } from "./Connection.ts"
 import { type PgConfig, type PgConfigError, resolve as resolveConfig } from "./PgConfig.ts"
@@ -414,21 +415,26 @@ export const make = (
       return best
     }
 
-    const onSession = <A>(m: PooledConnection, f: (conn: ConnectionApi) => Effect.Effect<A, PgError>) =>
-      Effect.suspend(() => {
-        m.borrowers++
-        return Effect.onExit(f(m.connection), (exit) => {
-          // An expired session is retired by its last borrower (retiring closes it under the others).
-          const last = m.borrowers === 1
-          const broken = brokeTheSession(exit) ||
-            (last && (m.connection.transactionStatus() !== "I" || unusable(m)))
-          uncount(m)
-          return broken ? retire(pool, m) : Effect.void
-        })
+    /** Runs `f` on `m` as one more borrower; call it from the running fiber (it counts at once). */
+    const onSession = <A>(m: PooledConnection, f: (conn: ConnectionApi) => Effect.Effect<A, PgError>) => {
+      m.borrowers++
+      return Effect.onExit(f(m.connection), (exit) => {
+        // An expired session is retired by its last borrower (retiring closes it under the others).
+        const last = m.borrowers === 1
+        const broken = brokeTheSession(exit) ||
+          (last && (m.connection.transactionStatus() !== "I" || unusable(m)))
+        uncount(m)
+        return broken ? retire(pool, m) : Effect.void
       })
+    }
+
+    /** `pinnedConnection` read synchronously from the running fiber (a plain query's hot path). */
+    const pinnedOf = (fiber: Fiber.Fiber<unknown, unknown>): ConnectionApi | undefined =>
+      fiber.getRef(Transaction.CurrentTransactions).get(owner)?.connection ?? fiber.getRef(PinnedConnections).get(owner)
 
     const shared = <A>(f: (conn: ConnectionApi) => Effect.Effect<A, PgError>): Effect.Effect<A, PgError> =>
-      Effect.flatMap(pinnedConnection(), (conn) => {
+      Effect.withFiber((fiber) => {
+        const conn = pinnedOf(fiber)
         if (conn !== undefined) return f(conn)
         if (pool.state.isShuttingDown) return Effect.fail(closedError())
         const m = readySession()

@@ -10,6 +10,10 @@
  * - An array fragment binds one parameter: a PostgreSQL array literal (`{1,2,"a b"}`), so it works for
  *   prepared and unprepared statements alike; with an element type the placeholder is cast
  *   (`$1::int4[]`), so the server never has to guess it.
+ * - Statements made only of text and parameters (nearly all of them) are compiled here directly, with the
+ *   same output as effect's compiler but without its per-statement WeakMap cache: a statement is compiled
+ *   once per execution, so the cache entry (an ephemeron the garbage collector must trace) bought nothing.
+ *   Everything else (identifiers, helpers, custom fragments) goes to effect's compiler.
  */
 import * as Statement from "effect/sql/Statement"
 
@@ -67,7 +71,49 @@ export const arrayLiteral = (values: ReadonlyArray<unknown>): string => {
  * The compiler: `transform` renames identifiers (e.g. `String.camelToSnake`); `transformJson` (default
  * true) also renames the keys of JSON fragment values.
  */
-export const makeCompiler = (transform?: (_: string) => string, transformJson = true): Statement.Compiler => {
+export const makeCompiler = (transform?: (_: string) => string, transformJson = true): Statement.Compiler =>
+  withPlainFastPath(makeEffectCompiler(transform, transformJson))
+
+/** `[sql, binds]` for a statement of Literal and Parameter segments only, else undefined. */
+const compilePlain = (segments: ReadonlyArray<Statement.Segment>): readonly [string, ReadonlyArray<unknown>] | undefined => {
+  let sql = ""
+  const binds: Array<unknown> = []
+  let placeholders = 0
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]!
+    if (segment._tag === "Literal") {
+      sql += segment.value
+      // `unsafe` text brings its own placeholders and values (effect's compiler numbers nothing for them either)
+      if (segment.params !== undefined) for (let j = 0; j < segment.params.length; j++) binds.push(segment.params[j])
+    } else if (segment._tag === "Parameter") {
+      sql += `$${++placeholders}`
+      binds.push(segment.value)
+    } else {
+      return undefined
+    }
+  }
+  return [sql, binds]
+}
+
+const withPlainFastPath = (base: Statement.Compiler): Statement.Compiler => ({
+  dialect: base.dialect,
+  compile(statement: Statement.Fragment, withoutTransform: boolean, placeholderOverride?: (u: unknown) => string) {
+    if (placeholderOverride === undefined) {
+      const plain = compilePlain(statement.segments)
+      if (plain !== undefined) return plain
+    }
+    return (base.compile as (s: Statement.Fragment, w: boolean, p?: (u: unknown) => string) => readonly [string, ReadonlyArray<unknown>])(
+      statement,
+      withoutTransform,
+      placeholderOverride
+    )
+  },
+  get withoutTransform() {
+    return withPlainFastPath(base.withoutTransform)
+  }
+}) as Statement.Compiler
+
+const makeEffectCompiler = (transform: ((_: string) => string) | undefined, transformJson: boolean): Statement.Compiler => {
   const transformValue = transformJson && transform ? Statement.defaultTransforms(transform).value : undefined
   return Statement.makeCompiler<PgCustom>({
     dialect: "pg",
