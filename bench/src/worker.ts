@@ -14,7 +14,7 @@ import * as Fs from "node:fs"
 import { benchmarks } from "./benchmarks/index.ts"
 import { type BenchContext, RESULT_PREFIX, type WorkerOutcome } from "./harness.ts"
 
-/** Peak resident set size of this process, in bytes. */
+/** Peak resident set size of this process since the timed section started (startTimer resets the mark), in bytes. */
 const peakRssBytes = (): number => {
   const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(Fs.readFileSync("/proc/self/status", "utf8"))
   if (hwm === null) throw new Error("no VmHWM in /proc/self/status")
