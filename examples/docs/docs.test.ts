@@ -4,8 +4,11 @@
  *
  * Invariants:
  * - Examples take their settings from the libpq environment only; this file points PGHOST/PGPORT/PGUSER/
- *   PGDATABASE at the shared PostgreSQL 18 (unix socket, superuser) before any example runs and removes
- *   variables that would change the target (DATABASE_URL, PGPASSWORD, PGSERVICE, PGSSLMODE…).
+ *   PGDATABASE at a PostgreSQL 18 of its own (unix socket, superuser) before any example runs and removes
+ *   variables that would change the target (DATABASE_URL, PGPASSWORD, PGSERVICE, PGSSLMODE…). Its own,
+ *   not the shared one: creating a logical slot (the cdc example) waits until every transaction running in
+ *   the cluster has ended, which under the other test files' writes can take several of the server's
+ *   15-second running-transaction snapshots.
  * - A block is `<!-- example: examples/docs/<name>.ts -->`, a ```ts fence holding the file verbatim, and
  *   `<!-- /example -->`. Every example file appears in at least one README; every marker names a file.
  */
@@ -13,10 +16,13 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { inject } from "vitest"
+import { afterAll } from "vitest"
+import { startTestServer } from "../../testing/src/index.ts"
 
 const root = Path.resolve(import.meta.dirname, "../..")
-const info = inject("pg18")
+const server = await startTestServer({ version: 18 })
+afterAll(() => server.stop())
+const info = server.info
 for (const name of Object.keys(process.env)) {
   if (name.startsWith("PG") || name === "DATABASE_URL") delete process.env[name]
 }

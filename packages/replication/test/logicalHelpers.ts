@@ -1,12 +1,20 @@
 /** Shared helpers of the logical replication tests (real servers only). */
 import { Effect } from "effect"
-import { inject } from "vitest"
+import { afterAll, inject } from "vitest"
 import * as Connection from "@pgfx/connection/Connection"
 import type { PgConfigInput } from "@pgfx/connection/PgConfig"
-import type { TestServerInfo } from "../../../testing/src/TestServer.ts"
+import { startTestServer, type TestServerInfo } from "../../../testing/src/TestServer.ts"
 import * as Lsn from "../src/Lsn.ts"
 
-export const serverInfo = (version: 15 | 18 = 18): TestServerInfo => (version === 18 ? inject("pg18") : inject("pg15"))
+/**
+ * Each test file using these helpers gets a PostgreSQL 18 of its own: creating a logical slot waits until
+ * every transaction running in the cluster has ended, which under the other test files' writes on the
+ * shared server can take several of its 15-second running-transaction snapshots.
+ */
+const own = await startTestServer({ version: 18 })
+afterAll(() => own.stop())
+
+export const serverInfo = (version: 15 | 18 = 18): TestServerInfo => (version === 18 ? own.info : inject("pg15"))
 
 /** The superuser over the unix socket of `info` (default: the shared server of `version`). */
 export const configOf = (info: TestServerInfo, database?: string): PgConfigInput => ({
