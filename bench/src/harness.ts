@@ -104,11 +104,15 @@ export interface Benchmark {
 
 /** Starts a measurement; the returned function ends it and builds the sample. */
 /**
- * Starts the timed section. The peak-RSS mark (VmHWM) is reset here (Linux: "5" to /proc/self/clear_refs), so
- * the peak a worker reports is that of its timed section (and the checks after it), not of its warm-up,
- * which does as much work and would otherwise leave its garbage in the figure.
+ * Starts the timed section. The warm-up does as much work as the timed section, so its garbage is
+ * collected first (a full GC; workers run with --expose-gc) — otherwise the timed section pays for
+ * collecting it (a buffered million-row result is ~400 MB of dead objects) — and the peak-RSS mark
+ * (VmHWM) is reset (Linux: "5" to /proc/self/clear_refs), so the peak a worker reports is that of its timed
+ * section (and the checks after it).
  */
 export const startTimer = (): ((ops: number, extra?: Record<string, number>, note?: string) => WorkerOutcome) => {
+  const collect = (globalThis as { gc?: () => void }).gc
+  if (collect !== undefined) collect()
   try {
     Fs.writeFileSync("/proc/self/clear_refs", "5")
   } catch {
@@ -164,7 +168,8 @@ export const runWorker = (
 ): Promise<WorkerOutcome | WorkerFailure> =>
   new Promise((resolve) => {
     const node = process.execPath
-    const args = [WORKER, bench, contender]
+    // --expose-gc: the timed section starts from a collected heap (see startTimer).
+    const args = ["--expose-gc", WORKER, bench, contender]
     const [cmd, argv] = ctx.pinned ? ["taskset", ["-c", "1", node, ...args]] : [node, args]
     const child = ChildProcess.spawn(cmd, argv, {
       env: { ...process.env, PGFX_BENCH_CONTEXT: JSON.stringify(ctx) },

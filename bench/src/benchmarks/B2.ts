@@ -39,6 +39,8 @@ const pgfx = (via: Via) => async (ctx: BenchContext): Promise<WorkerOutcome> => 
             { concurrency: IN_FLIGHT, discard: true }
           )
         yield* all(WARMUP)
+        // Off the warm-up's stack first, so startTimer's GC can collect what it left.
+        yield* Effect.yieldNow
         const stop = startTimer()
         yield* all(QUERIES)
         return stop(QUERIES)
@@ -79,6 +81,8 @@ const pgfxPipeline = async (ctx: BenchContext): Promise<WorkerOutcome> => {
             discard: true
           })
         yield* all(WARMUP)
+        // Off the warm-up's stack first, so startTimer's GC can collect what it left.
+        yield* Effect.yieldNow
         const stop = startTimer()
         yield* all(QUERIES)
         return stop(QUERIES)
@@ -123,6 +127,8 @@ const effectSql = async (ctx: BenchContext): Promise<WorkerOutcome> => {
           { concurrency: IN_FLIGHT, discard: true }
         )
       yield* all(WARMUP)
+      // Off the warm-up's stack first, so startTimer's GC can collect what it left.
+      yield* Effect.yieldNow
       const stop = startTimer()
       yield* all(QUERIES)
       return stop(QUERIES)

@@ -51,6 +51,8 @@ const pgfxStream = async (ctx: BenchContext): Promise<WorkerOutcome> => {
         yield* run(sqlFor(WARMUP_ROWS), warm)
         warm.finish(WARMUP_ROWS)
         const tally = new Tally()
+        // Off the warm-up's stack first, so startTimer's GC can collect what it left.
+        yield* Effect.yieldNow
         const stop = startTimer()
         yield* run(SQL, tally)
         return stop(ROWS, undefined, tally.finish(ROWS))
@@ -73,6 +75,8 @@ const pgfxQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
             return tally.finish(n)
           })
         yield* run(sqlFor(WARMUP_ROWS), WARMUP_ROWS)
+        // Off the warm-up's stack first, so startTimer's GC can collect what it left.
+        yield* Effect.yieldNow
         const stop = startTimer()
         const note = yield* run(SQL, ROWS)
         return stop(ROWS, undefined, note)
@@ -182,6 +186,8 @@ const effectSqlQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
           return tally.finish(n)
         })
       yield* run(sqlFor(WARMUP_ROWS), WARMUP_ROWS)
+      // Off the warm-up's stack first, so startTimer's GC can collect what it left.
+      yield* Effect.yieldNow
       const stop = startTimer()
       const note = yield* run(SQL, ROWS)
       return stop(ROWS, undefined, note)
