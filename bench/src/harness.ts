@@ -104,15 +104,17 @@ export interface Benchmark {
 
 /** Starts a measurement; the returned function ends it and builds the sample. */
 /**
- * Starts the timed section. The warm-up does as much work as the timed section, so its garbage is
- * collected first (a full GC; workers run with --expose-gc) — otherwise the timed section pays for
- * collecting it (a buffered million-row result is ~400 MB of dead objects) — and the peak-RSS mark
- * (VmHWM) is reset (Linux: "5" to /proc/self/clear_refs), so the peak a worker reports is that of its timed
- * section (and the checks after it).
+ * Starts the timed section. The peak-RSS mark (VmHWM) is reset (Linux: "5" to /proc/self/clear_refs), so the
+ * peak a worker reports is that of its timed section (and the checks after it), not of its warm-up.
+ * `collect`: a full GC first (workers run with --expose-gc), for buffered results, whose warm-up leaves
+ * ~400 MB of dead rows the timed section would otherwise pay to collect. Not by default: a forced full GC
+ * also shrinks V8's young generation, so a streaming workload would then be timed while the heap regrows.
  */
-export const startTimer = (): ((ops: number, extra?: Record<string, number>, note?: string) => WorkerOutcome) => {
-  const collect = (globalThis as { gc?: () => void }).gc
-  if (collect !== undefined) collect()
+export const startTimer = (
+  options?: { readonly collect?: boolean }
+): ((ops: number, extra?: Record<string, number>, note?: string) => WorkerOutcome) => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (options?.collect === true && gc !== undefined) gc()
   try {
     Fs.writeFileSync("/proc/self/clear_refs", "5")
   } catch {
@@ -168,7 +170,7 @@ export const runWorker = (
 ): Promise<WorkerOutcome | WorkerFailure> =>
   new Promise((resolve) => {
     const node = process.execPath
-    // --expose-gc: the timed section starts from a collected heap (see startTimer).
+    // --expose-gc: buffered benchmarks start their timed section from a collected heap (see startTimer).
     const args = ["--expose-gc", WORKER, bench, contender]
     const [cmd, argv] = ctx.pinned ? ["taskset", ["-c", "1", node, ...args]] : [node, args]
     const child = ChildProcess.spawn(cmd, argv, {

@@ -30,8 +30,6 @@ const pgfx = (via: Via, protocol: "extended" | "simple") => async (ctx: BenchCon
           ? Effect.map(conn.query<ReadonlyArray<unknown>>("select 1 as x", undefined, { rowMode: "array" }), (r) => r.rows[0]![0])
           : Effect.map(conn.simple("select 1 as x", { rowMode: "array" }), (r) => (r[0]!.rows[0] as unknown as ReadonlyArray<unknown>)[0])
         for (let i = 0; i < WARMUP; i++) check(yield* once)
-        // Off the warm-up's stack first, so startTimer's GC can collect what it left.
-        yield* Effect.yieldNow
         const stop = startTimer()
         for (let i = 0; i < QUERIES; i++) check(yield* once)
         return stop(QUERIES)
@@ -70,8 +68,6 @@ const effectSql = async (ctx: BenchContext): Promise<WorkerOutcome> => {
       const sql = yield* PgClient.PgClient
       const once = Effect.map(sql`select 1 as x`, (rows) => rows[0]!["x"])
       for (let i = 0; i < WARMUP; i++) check(yield* once)
-      // Off the warm-up's stack first, so startTimer's GC can collect what it left.
-      yield* Effect.yieldNow
       const stop = startTimer()
       for (let i = 0; i < QUERIES; i++) check(yield* once)
       return stop(QUERIES)

@@ -39,8 +39,6 @@ const pgfx = (via: Via) => async (ctx: BenchContext): Promise<WorkerOutcome> => 
             { concurrency: IN_FLIGHT, discard: true }
           )
         yield* all(WARMUP)
-        // Off the warm-up's stack first, so startTimer's GC can collect what it left.
-        yield* Effect.yieldNow
         const stop = startTimer()
         yield* all(QUERIES)
         return stop(QUERIES)
@@ -81,8 +79,6 @@ const pgfxPipeline = async (ctx: BenchContext): Promise<WorkerOutcome> => {
             discard: true
           })
         yield* all(WARMUP)
-        // Off the warm-up's stack first, so startTimer's GC can collect what it left.
-        yield* Effect.yieldNow
         const stop = startTimer()
         yield* all(QUERIES)
         return stop(QUERIES)
@@ -127,8 +123,6 @@ const effectSql = async (ctx: BenchContext): Promise<WorkerOutcome> => {
           { concurrency: IN_FLIGHT, discard: true }
         )
       yield* all(WARMUP)
-      // Off the warm-up's stack first, so startTimer's GC can collect what it left.
-      yield* Effect.yieldNow
       const stop = startTimer()
       yield* all(QUERIES)
       return stop(QUERIES)

@@ -51,8 +51,6 @@ const pgfxStream = async (ctx: BenchContext): Promise<WorkerOutcome> => {
         yield* run(sqlFor(WARMUP_ROWS), warm)
         warm.finish(WARMUP_ROWS)
         const tally = new Tally()
-        // Off the warm-up's stack first, so startTimer's GC can collect what it left.
-        yield* Effect.yieldNow
         const stop = startTimer()
         yield* run(SQL, tally)
         return stop(ROWS, undefined, tally.finish(ROWS))
@@ -77,7 +75,7 @@ const pgfxQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
         yield* run(sqlFor(WARMUP_ROWS), WARMUP_ROWS)
         // Off the warm-up's stack first, so startTimer's GC can collect what it left.
         yield* Effect.yieldNow
-        const stop = startTimer()
+        const stop = startTimer({ collect: true })
         const note = yield* run(SQL, ROWS)
         return stop(ROWS, undefined, note)
       })
@@ -150,7 +148,7 @@ const pgQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
     return tally.finish(n)
   }
   await run(sqlFor(WARMUP_ROWS), WARMUP_ROWS)
-  const stop = startTimer()
+  const stop = startTimer({ collect: true })
   const note = await run(SQL, ROWS)
   const outcome = stop(ROWS, undefined, note)
   await client.end()
@@ -165,7 +163,7 @@ const postgresQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
     return tally.finish(n)
   }
   await run(sqlFor(WARMUP_ROWS), WARMUP_ROWS)
-  const stop = startTimer()
+  const stop = startTimer({ collect: true })
   const note = await run(SQL, ROWS)
   const outcome = stop(ROWS, undefined, note)
   await sql.end()
@@ -188,7 +186,7 @@ const effectSqlQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
       yield* run(sqlFor(WARMUP_ROWS), WARMUP_ROWS)
       // Off the warm-up's stack first, so startTimer's GC can collect what it left.
       yield* Effect.yieldNow
-      const stop = startTimer()
+      const stop = startTimer({ collect: true })
       const note = yield* run(SQL, ROWS)
       return stop(ROWS, undefined, note)
     }).pipe(Effect.provide(layer))

@@ -125,8 +125,6 @@ async (ctx: BenchContext): Promise<WorkerOutcome> => {
         return tally
       }))
     yield* consume(round.warmSlot, 1, true)
-    // Off the warm-up's stack first, so startTimer's GC can collect what it left.
-    yield* Effect.yieldNow
     const stop = startTimer()
     const tally = yield* consume(round.slot, TRANSACTIONS, false)
     const outcome = stop(CHANGES, undefined, tally.finish())

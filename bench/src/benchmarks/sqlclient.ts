@@ -111,8 +111,6 @@ const b1 = (kind: Kind) => async (ctx: BenchContext): Promise<WorkerOutcome> => 
         ? Effect.map(conn.query<ReadonlyArray<unknown>>("select 1 as x", undefined, { rowMode: "array" }), (r) => r.rows[0]![0])
         : Effect.map(sql!`select 1 as x`, (rows) => rows[0]!["x"])
       for (let i = 0; i < B1_WARMUP; i++) checkOne(yield* once)
-      // Off the warm-up's stack first, so startTimer's GC can collect what it left.
-      yield* Effect.yieldNow
       const stop = startTimer()
       for (let i = 0; i < B1_QUERIES; i++) checkOne(yield* once)
       return stop(B1_QUERIES)
@@ -130,8 +128,6 @@ const b2 = (kind: Kind) => async (ctx: BenchContext): Promise<WorkerOutcome> => 
       const all = (n: number) =>
         Effect.forEach(Array.from({ length: n }, (_, i) => i), once, { concurrency: B2_IN_FLIGHT, discard: true })
       yield* all(B2_WARMUP)
-      // Off the warm-up's stack first, so startTimer's GC can collect what it left.
-      yield* Effect.yieldNow
       const stop = startTimer()
       yield* all(B2_QUERIES)
       return stop(B2_QUERIES)
@@ -155,7 +151,7 @@ const b3Buffered = (kind: Kind) => async (ctx: BenchContext): Promise<WorkerOutc
       yield* run(B3_WARMUP_ROWS)
       // Off the warm-up's stack first, so startTimer's GC can collect what it left.
       yield* Effect.yieldNow
-      const stop = startTimer()
+      const stop = startTimer({ collect: true })
       const note = yield* run(B3_ROWS)
       return stop(B3_ROWS, undefined, note)
     }))
