@@ -157,6 +157,8 @@ export const useWorker = (path: string): void => {
 }
 export const RESULT_PREFIX = "@@pgfx-bench-result@@"
 const WORKER_TIMEOUT_MS = 180_000
+/** How long a worker that printed its result may take to exit. */
+const REPORTED_GRACE_MS = 10_000
 
 export interface WorkerFailure {
   readonly _tag: "Failed"
@@ -179,13 +181,21 @@ export const runWorker = (
     })
     let stdout = ""
     let stderr = ""
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()))
+    let grace: ReturnType<typeof setTimeout> | undefined
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString()
+      // A worker that reported but does not exit (a peer library holding the event loop) is stopped soon
+      // after: its result was measured before, so it still counts.
+      if (grace === undefined && stdout.includes(RESULT_PREFIX)) grace = setTimeout(() => child.kill("SIGKILL"), REPORTED_GRACE_MS)
+    })
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
     const timer = setTimeout(() => child.kill("SIGKILL"), WORKER_TIMEOUT_MS)
     child.on("close", (code, signal) => {
       clearTimeout(timer)
-      const line = stdout.split("\n").find((l) => l.startsWith(RESULT_PREFIX))
-      if (code === 0 && line !== undefined) {
+      if (grace !== undefined) clearTimeout(grace)
+      const line = stdout.split("\n").find((l) => l.startsWith(RESULT_PREFIX) && l.endsWith("}"))
+      if (line !== undefined) {
+        if (code !== 0) process.stderr.write(`${bench} ${contender}: the worker reported, then exited with ${signal ?? code}\n`)
         resolve(JSON.parse(line.slice(RESULT_PREFIX.length)) as WorkerOutcome)
         return
       }
