@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Chunk, Duration, Effect, Exit, Fiber, Stream } from "effect"
 import * as Connection from "../src/Connection.ts"
-import { pg18, tcpConfig, unixConfig } from "./helpers.ts"
+import { pg18, refuseInt4, tcpConfig, unixConfig } from "./helpers.ts"
 
 const open = (input: Parameters<typeof Connection.make>[0]) => Connection.make(input)
 
@@ -188,16 +188,7 @@ describe("Connection: streaming", () => {
   it.live("rows are decoded as the consumer takes them: a value its codec rejects fails the stream there, and the connection stays usable", () =>
     Effect.gen(function*() {
       const conn = yield* open(unixConfig())
-      // The real server sends valid data: a codec that refuses one value stands in for a decoding failure.
-      const int4 = conn.registry.get(23)
-      conn.registry.register({
-        ...int4,
-        decodeBinary: (buf: Uint8Array, start: number, end: number) => {
-          const v = int4.decodeBinary!(buf, start, end) as number
-          if (v === 150000) throw new Error("value 150000 is refused")
-          return v
-        }
-      })
+      const restore = refuseInt4(conn, 150000)
       let seen = 0
       const error = yield* Effect.flip(
         conn.stream<{ i: number }>("select i from generate_series(1, 300000) i").pipe(
@@ -208,7 +199,7 @@ describe("Connection: streaming", () => {
       assert.match(error.message, /column 0 "i" .*value 150000 is refused/)
       // Every row before the refused one reached the consumer, none after it.
       assert.strictEqual(seen, 149999)
-      conn.registry.register(int4)
+      restore()
       const after = yield* conn.query("select 1 as x")
       assert.deepStrictEqual(after.rows, [{ x: 1 }])
     }))

@@ -3,7 +3,7 @@ import { Chunk, Effect, Fiber, Schema, Sink, Stream } from "effect"
 import { copyBoth, copyFrom, copyFromRows, copyTo, copyToBytes, copyToRows } from "../src/Copy.ts"
 import * as Connection from "../src/Connection.ts"
 import { startTestServer } from "../../../testing/src/index.ts"
-import { unixConfig } from "./helpers.ts"
+import { refuseInt4, unixConfig } from "./helpers.ts"
 
 const open = () => Connection.make(unixConfig())
 const enc = new TextEncoder()
@@ -289,16 +289,7 @@ describe("copyToRows: rows decoded from the CopyData frames", () => {
       const conn = yield* open()
       yield* conn.simple("create temp table unlucky(id int4, name text)")
       yield* conn.simple("insert into unlucky select g, 'name ' || g from generate_series(1, 200000) g")
-      // The real server sends valid data: a codec that refuses one value stands in for a decoding failure.
-      const int4 = conn.registry.get(23)
-      conn.registry.register({
-        ...int4,
-        decodeBinary: (buf: Uint8Array, start: number, end: number) => {
-          const v = int4.decodeBinary!(buf, start, end)
-          if (v === 100000) throw new Error("value 100000 is refused")
-          return v
-        }
-      })
+      const restore = refuseInt4(conn, 100000)
       let seen = 0
       const error = yield* Effect.flip(
         copyToRows<{ id: number }>(conn, "select * from unlucky order by id").pipe(
@@ -309,7 +300,7 @@ describe("copyToRows: rows decoded from the CopyData frames", () => {
       assert.match(error.message, /column 0 "id" \(type OID 23, binary\): value 100000 is refused/)
       // Every row before the refused one reached the consumer, none after it.
       assert.strictEqual(seen, 99999)
-      conn.registry.register(int4)
+      restore()
       const r = yield* conn.query("select count(*)::int as n from unlucky")
       assert.deepStrictEqual(r.rows, [{ n: 200000 }])
     }))

@@ -1,5 +1,6 @@
 /** Connection settings for the test servers started by the vitest global setup. */
 import { inject } from "vitest"
+import type { ConnectionApi } from "../src/Connection.ts"
 import type { PgConfigInput } from "../src/PgConfig.ts"
 
 export const pg18 = () => inject("pg18")
@@ -34,4 +35,21 @@ export const tcpConfig = (
     sslMode: "disable",
     ...extra
   }
+}
+
+/**
+ * Makes the connection's int4 binary codec refuse one value — the real server only sends valid data, so this
+ * stands in for a decoding failure. Returns the function that puts the codec back.
+ */
+export const refuseInt4 = (conn: ConnectionApi, refused: number): (() => void) => {
+  const int4 = conn.registry.get(23)
+  conn.registry.register({
+    ...int4,
+    decodeBinary: (buf: Uint8Array, start: number, end: number) => {
+      const v = int4.decodeBinary!(buf, start, end)
+      if (v === refused) throw new Error(`value ${refused} is refused`)
+      return v
+    }
+  })
+  return () => void conn.registry.register(int4)
 }
