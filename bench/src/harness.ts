@@ -102,9 +102,8 @@ export interface Benchmark {
 // Measuring (inside workers)
 // ---------------------------------------------------------------------------------------------
 
-/** Starts a measurement; the returned function ends it and builds the sample. */
 /**
- * Starts the timed section. The peak-RSS mark (VmHWM) is reset (Linux: "5" to /proc/self/clear_refs), so the
+ * Starts the timed section; the returned function ends it and builds the sample. The peak-RSS mark (VmHWM) is reset (Linux: "5" to /proc/self/clear_refs), so the
  * peak a worker reports is that of its timed section (and the checks after it), not of its warm-up.
  * `collect`: a full GC first (workers run with --expose-gc), for buffered results, whose warm-up leaves
  * ~400 MB of dead rows the timed section would otherwise pay to collect. Not by default: a forced full GC

@@ -52,6 +52,7 @@ import {
   makeDecoder,
   CursorRequest,
   decodeRawRows,
+  FrameRangeCollector,
   PrepareRequest,
   QueryRequest,
   type QueryResult,
@@ -776,14 +777,11 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
       Effect.gen(function*() {
         const queue = yield* Queue.bounded<RawRows, PgError | import("effect/Cause").Done>(options?.bufferBatches ?? 1)
         let decoder: RowDecoderLike | undefined
-        let sources: Array<Uint8Array> = []
-        let bounds: Array<number> = []
+        const rows = new FrameRangeCollector()
         let ended = false
         const endOfBatch = () => {
-          if (bounds.length === 0) return
-          const b: RawRows = { decoder: decoder!, sources, bounds }
-          sources = []
-          bounds = []
+          if (rows.isEmpty) return
+          const b: RawRows = { ...rows.take(), decoder: decoder! }
           wire.deferFlush(Effect.asVoid(Queue.offer(queue, b)))
         }
         const sink: RowSink = {
@@ -794,8 +792,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
               endOfBatch()
               decoder = d
             }
-            if (sources.length === 0 || sources[sources.length - 1] !== buf) sources.push(buf)
-            bounds.push(sources.length - 1, start, end)
+            rows.add(buf, start, end)
           },
           endOfBatch,
           // Ends the queue from the reader, after the offers of the last rows (never ahead of them).

@@ -41,7 +41,7 @@ import { sendCancel } from "./Cancel.ts"
 import type { ConnectionApi } from "./Connection.ts"
 import { BinaryRowParser, type BinaryColumn, BINARY_HEADER, encodeBinaryRow, type RowMode, writeBinaryTrailer } from "./CopyBinary.ts"
 import { InvalidRequestError, type PgError, type PgServerError, serverError } from "./PgError.ts"
-import { commandTagOf, encodeSimpleQuery, errorFieldsOf, parseCommandTag } from "./Query.ts"
+import { commandTagOf, encodeSimpleQuery, errorFieldsOf, FrameRangeCollector, type FrameRanges, parseCommandTag } from "./Query.ts"
 import { quoteIdentifier, quoteQualified } from "./Quote.ts"
 import type { Pending, WireError } from "./Wire.ts"
 
@@ -599,35 +599,21 @@ const queueSink = (
   }
 }
 
-/**
- * Where one socket chunk's payloads are, without a view object per payload: `bounds` holds (index into
- * `sources`, start, end) triples. The sources are socket chunks (or fresh buffers of frames that spanned
- * chunks) that nothing writes to again, so the consumer may read them later.
- */
-interface PayloadRanges {
-  readonly sources: ReadonlyArray<Uint8Array>
-  readonly bounds: ReadonlyArray<number>
-}
-
 /** Payload ranges to a bounded queue, one batch per socket chunk (decoded by the consumer, so rows die young). */
 const rangesSink = (
   conn: ConnectionApi,
-  queue: Queue.Queue<Arr.NonEmptyReadonlyArray<PayloadRanges>, PgError | Done>,
+  queue: Queue.Queue<Arr.NonEmptyReadonlyArray<FrameRanges>, PgError | Done>,
   request: CopyRequest
 ): PayloadSink => {
-  let sources: Array<Uint8Array> = []
-  let bounds: Array<number> = []
+  const payloads = new FrameRangeCollector()
   const { endWith, offer } = batchQueue(conn, queue)
   return {
     piece(buf, start, end) {
-      if (sources.length === 0 || sources[sources.length - 1] !== buf) sources.push(buf)
-      bounds.push(sources.length - 1, start, end)
+      payloads.add(buf, start, end)
     },
     flush() {
-      if (bounds.length === 0) return
-      const batch: PayloadRanges = { sources, bounds }
-      sources = []
-      bounds = []
+      if (payloads.isEmpty) return
+      const batch = payloads.take()
       if (!request.abandoned) offer([batch])
     },
     end: endWith
@@ -890,7 +876,7 @@ export const copyToRows = <A = Record<string, unknown>>(
       }
       const columns = yield* Effect.forEach(fields, (f) => binaryColumn(conn, f.name, f.typeOid))
       const parser = new BinaryRowParser(columns, options?.rowMode ?? "object")
-      const ranges = copyOutWith<PayloadRanges>(
+      const ranges = copyOutWith<FrameRanges>(
         conn,
         `COPY (${select}) TO STDOUT (FORMAT binary)`,
         options,

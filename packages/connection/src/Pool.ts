@@ -389,12 +389,9 @@ export const make = (
 
     const owner: object = {}
 
-    const pinnedConnection = (): Effect.Effect<ConnectionApi | undefined> =>
-      Effect.flatMap(Effect.service(Transaction.CurrentTransactions), (txs) => {
-        const tx = txs.get(owner)
-        if (tx !== undefined) return Effect.succeed(tx.connection)
-        return Effect.map(Effect.service(PinnedConnections), (pins) => pins.get(owner))
-      })
+    /** The connection this fiber is pinned to on this pool (its transaction's, or withConnection's), if any. */
+    const pinnedOf = (fiber: Fiber.Fiber<unknown, unknown>): ConnectionApi | undefined =>
+      fiber.getRef(Transaction.CurrentTransactions).get(owner)?.connection ?? fiber.getRef(PinnedConnections).get(owner)
 
     /**
      * The fast path of a plain query: an open, unpinned, recently used session with room (fewest borrowers
@@ -428,10 +425,6 @@ export const make = (
       })
     }
 
-    /** `pinnedConnection` read synchronously from the running fiber (a plain query's hot path). */
-    const pinnedOf = (fiber: Fiber.Fiber<unknown, unknown>): ConnectionApi | undefined =>
-      fiber.getRef(Transaction.CurrentTransactions).get(owner)?.connection ?? fiber.getRef(PinnedConnections).get(owner)
-
     const shared = <A>(f: (conn: ConnectionApi) => Effect.Effect<A, PgError>): Effect.Effect<A, PgError> =>
       Effect.withFiber((fiber) => {
         const conn = pinnedOf(fiber)
@@ -442,7 +435,8 @@ export const make = (
       })
 
     const withConnection = <A, E, R>(f: (conn: ConnectionApi) => Effect.Effect<A, E, R>): Effect.Effect<A, E | PgError, R> =>
-      Effect.flatMap(pinnedConnection(), (conn) => {
+      Effect.withFiber((fiber) => {
+        const conn = pinnedOf(fiber)
         if (conn !== undefined) return f(conn)
         return Effect.scoped(
           Effect.flatMap(lease(true), (c) =>
@@ -463,10 +457,12 @@ export const make = (
       pipeline: (segments, options) => shared((c) => c.pipeline(segments, options)),
       stream: <A = Row>(sql: string, params?: ReadonlyArray<unknown>, options?: StreamOptions) =>
         Stream.unwrap(
-          Effect.flatMap(pinnedConnection(), (conn) =>
-            conn !== undefined
+          Effect.withFiber((fiber) => {
+            const conn = pinnedOf(fiber)
+            return conn !== undefined
               ? Effect.succeed(conn.stream<A>(sql, params, options))
-              : Effect.map(lease(true), (c) => c.stream<A>(sql, params, options)))
+              : Effect.map(lease(true), (c) => c.stream<A>(sql, params, options))
+          })
         ),
       withConnection,
       withTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>, options?: Transaction.TransactionOptions) =>

@@ -53,14 +53,42 @@ export interface RowDecoderLike {
 }
 
 /**
- * Where one socket chunk's DataRows are, for a consumer to decode later: `bounds` holds (index into
- * `sources`, start, end) triples; the sources are socket chunks (or fresh buffers of frames that spanned
- * chunks), which nothing writes to again.
+ * Where the frames (or payloads) of one socket chunk are, with no object per frame, for a consumer to read
+ * later: `bounds` holds (index into `sources`, start, end) triples; the sources are socket chunks (or fresh
+ * buffers of frames that spanned chunks), which nothing writes to again (Frame.ts).
  */
-export interface RawRows {
-  readonly decoder: RowDecoderLike
+export interface FrameRanges {
   readonly sources: ReadonlyArray<Uint8Array>
   readonly bounds: ReadonlyArray<number>
+}
+
+/** Notes frame ranges in the reader (one source per socket chunk, not per frame); `take` hands them on. */
+export class FrameRangeCollector {
+  private sources: Array<Uint8Array> = []
+  private bounds: Array<number> = []
+
+  get isEmpty(): boolean {
+    return this.bounds.length === 0
+  }
+
+  add(buf: Uint8Array, start: number, end: number): void {
+    const sources = this.sources
+    if (sources.length === 0 || sources[sources.length - 1] !== buf) sources.push(buf)
+    this.bounds.push(sources.length - 1, start, end)
+  }
+
+  /** The ranges noted since the last take. */
+  take(): FrameRanges {
+    const ranges: FrameRanges = { sources: this.sources, bounds: this.bounds }
+    this.sources = []
+    this.bounds = []
+    return ranges
+  }
+}
+
+/** DataRow bodies of one socket chunk, with the decoder of their result. */
+export interface RawRows extends FrameRanges {
+  readonly decoder: RowDecoderLike
 }
 
 /**
