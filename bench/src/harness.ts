@@ -124,6 +124,12 @@ export const startTimer = (
   return (ops, extra, note) => {
     const t1 = process.hrtime.bigint()
     const cpu = process.cpuUsage(cpu0)
+    // PGFX_BENCH_MEMORY=1: the timed section's user/system CPU split and where the RSS is, on stderr
+    // (see PGFX_BENCH_WORKER_LOG).
+    if (process.env["PGFX_BENCH_MEMORY"] === "1") {
+      process.stderr.write(`cpu user ${cpu.user} µs, system ${cpu.system} µs over ${ops} ops\n`)
+      dumpMemory()
+    }
     const sample: Sample = {
       ops,
       seconds: Number(t1 - t0) / 1e9,
@@ -133,6 +139,30 @@ export const startTimer = (
     }
     return { _tag: "Sample", sample }
   }
+}
+
+/** process.memoryUsage, the VmHWM/RssAnon/RssFile lines, the largest mappings by RSS. */
+const dumpMemory = (): void => {
+  const m = process.memoryUsage()
+  const mb = (n: number) => (n / 1048576).toFixed(1)
+  process.stderr.write(`memoryUsage rss ${mb(m.rss)} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)}\n`)
+  const status = Fs.readFileSync("/proc/self/status", "utf8").split("\n").filter((l) => /^(VmHWM|VmRSS|RssAnon|RssFile)/.test(l))
+  process.stderr.write(status.join(" | ") + "\n")
+  const smaps = Fs.readFileSync("/proc/self/smaps", "utf8").split("\n")
+  const maps: Array<[string, number]> = []
+  let name = ""
+  for (const line of smaps) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line)
+    if (head !== null) name = head[1] || "[anon]"
+    const rss = /^Rss:\s+(\d+) kB/.exec(line)
+    if (rss !== null) maps.push([name, Number(rss[1])])
+  }
+  const byName = new Map<string, number>()
+  for (const [n, kb] of maps) byName.set(n, (byName.get(n) ?? 0) + kb)
+  const top = [...byName].sort((a, b) => b[1] - a[1]).slice(0, 8)
+  process.stderr.write(top.map(([n, kb]) => `${n.split("/").pop()} ${(kb / 1024).toFixed(1)}`).join(" | ") + "\n")
+  const anon = maps.filter(([n]) => n === "[anon]").map(([, kb]) => kb).sort((a, b) => b - a).slice(0, 12)
+  process.stderr.write("largest anon (MB): " + anon.map((kb) => (kb / 1024).toFixed(1)).join(" ") + "\n")
 }
 
 export const skipped = (reason: string): WorkerOutcome => ({ _tag: "Skipped", reason })
@@ -172,7 +202,9 @@ export const runWorker = (
   new Promise((resolve) => {
     const node = process.execPath
     // --expose-gc: buffered benchmarks start their timed section from a collected heap (see startTimer).
-    const args = ["--expose-gc", WORKER, bench, contender]
+    // PGFX_BENCH_NODE_FLAGS: extra V8/Node flags for the workers only (e.g. --trace-gc, which NODE_OPTIONS refuses).
+    const extra = (process.env["PGFX_BENCH_NODE_FLAGS"] ?? "").split(/\s+/).filter((f) => f !== "")
+    const args = ["--expose-gc", ...extra, WORKER, bench, contender]
     const [cmd, argv] = ctx.pinned ? ["taskset", ["-c", "1", node, ...args]] : [node, args]
     const child = ChildProcess.spawn(cmd, argv, {
       env: { ...process.env, PGFX_BENCH_CONTEXT: JSON.stringify(ctx) },
@@ -191,6 +223,9 @@ export const runWorker = (
     const timer = setTimeout(() => child.kill("SIGKILL"), WORKER_TIMEOUT_MS)
     child.on("close", (code, signal) => {
       clearTimeout(timer)
+      // PGFX_BENCH_WORKER_LOG=file: every worker's output appended there (for --trace-gc and the like).
+      const log = process.env["PGFX_BENCH_WORKER_LOG"]
+      if (log !== undefined && log !== "") Fs.appendFileSync(log, `== ${bench} ${contender}\n${stdout}${stderr}`)
       if (grace !== undefined) clearTimeout(grace)
       const line = stdout.split("\n").find((l) => l.startsWith(RESULT_PREFIX) && l.endsWith("}"))
       if (line !== undefined) {

@@ -19,7 +19,7 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type * as Tls from "node:tls"
-import { Cause, Context, Duration, Effect, Exit, Layer, Queue, Redacted, Scope, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Layer, Queue, Redacted, Scope, Stream, Tracer } from "effect"
 import type * as Config from "effect/Config"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { decodeBackend } from "@pgfx/codec/BackendMessage"
@@ -746,7 +746,13 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
     "server.port": endpoint.port
   })
   const traced = <A, E>(effect: Effect.Effect<A, E>, name: string, sql: string, options: QueryOptions | undefined) =>
-    options?.span === false ? effect : Effect.useSpan(name, { attributes: spanAttributes(sql), kind: "client" }, () => effect)
+    options?.span === false ? effect : Effect.withFiber((fiber) =>
+      // With no tracing backend installed (effect's native tracer) the span is made for nobody: it is not the
+      // statement's parent, so nothing could read it. Effect documents this comparison for skipping such work.
+      fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer
+        ? effect
+        : Effect.useSpan(name, { attributes: spanAttributes(sql), kind: "client" }, () => effect)
+    )
 
   const query = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: QueryOptions) =>
     traced(withTimeout(runQuery<A>(sql, params, options), options), "pgfx.query", sql, options)
