@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Tracer } from "effect"
 import { recordingTracer } from "@pgfx/testing/RecordingTracer"
 import * as Connection from "../src/Connection.ts"
 import { tcpConfig } from "./helpers.ts"
@@ -49,6 +49,40 @@ describe("Connection: observability", () => {
         yield* conn.query("select 3 as three")
       }).pipe(Effect.withTracer(tracer))
       assert.deepStrictEqual(spans.map((s) => s.attributes.get("db.query.text")), ["select 3 as three"])
+    }))
+
+  it.live("no statement span is made when no tracing backend is installed (effect's native tracer)", () =>
+    Effect.gen(function*() {
+      // The native tracer exports nothing and a statement's span is never its parent, so nothing could read
+      // it: counting the native tracer's spans around statements shows none are made (a span per statement
+      // cost ~10 % of B1's client CPU).
+      const native = Tracer.nativeTracer as { span: Tracer.Tracer["span"] }
+      const original = native.span
+      const names: Array<string> = []
+      native.span = (options) => {
+        names.push(options.name)
+        return original.call(native as Tracer.Tracer, options)
+      }
+      try {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const conn = yield* Connection.make(tcpConfig("scram"))
+          names.length = 0
+          yield* conn.query("select 1 as one")
+          yield* conn.simple("select 2")
+          yield* Effect.withSpan(conn.query("select 3 as three"), "caller")
+        }))
+      } finally {
+        native.span = original
+      }
+      // Only the caller's own span: none for the three statements.
+      assert.deepStrictEqual(names, ["caller"])
+      // With a backend installed, the same statements are traced (see the first test).
+      const { spans, tracer } = recordingTracer()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const conn = yield* Connection.make(tcpConfig("scram"))
+        yield* conn.query("select 1 as one")
+      }).pipe(Effect.withTracer(tracer)))
+      assert.isTrue(spans.some((s) => s.name === "pgfx.query"))
     }))
 
   it.live("connection errors never carry the password", () =>
