@@ -465,7 +465,8 @@ export const make = (
           })
           : undefined
         const assembler = transactionMode ? new TransactionAssembler() : undefined
-        const upstream = yield* Stream.toPull(rs.messages)
+        // The queue itself (a take per socket chunk), not a Stream converted back into a pull: one layer less per chunk.
+        const upstream = rs.pull
         let pendingAck: Lsn.Lsn | undefined
 
         const process = (chunk: ReadonlyArray<ReplicationMessage>, out: Array<LogicalEvent>): void => {
