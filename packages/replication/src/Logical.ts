@@ -510,30 +510,36 @@ export const make = (
           }
         }
 
-        const pull: Effect.Effect<ReadonlyArray<LogicalEvent>, LogicalError | Cause.Done> = Effect.gen(function*() {
+        // One step per socket chunk, without a generator: this runs for every chunk of the stream.
+        const decodeChunk = (
+          chunk: ReadonlyArray<ReplicationMessage>
+        ): Effect.Effect<ReadonlyArray<LogicalEvent>, LogicalError | Cause.Done> => {
+          const out: Array<LogicalEvent> = []
+          try {
+            process(chunk, out)
+          } catch (e) {
+            if (isProtocolError(e) || e instanceof TableDecodeError) return Effect.fail(e as ProtocolError | TableDecodeError)
+            throw e
+          }
+          // Nothing to deliver (keepalives only): take the next chunk.
+          if (out.length === 0) return next
+          sessionHadEvents = true
+          if (autoAck) {
+            for (let i = 0; i < out.length; i++) {
+              const at = ackPositionOf(out[i]!)
+              if (at !== undefined && (pendingAck === undefined || at > pendingAck)) pendingAck = at
+            }
+          }
+          return Effect.succeed(out)
+        }
+        const next: Effect.Effect<ReadonlyArray<LogicalEvent>, LogicalError | Cause.Done> = Effect.flatMap(upstream, decodeChunk)
+        const pull: Effect.Effect<ReadonlyArray<LogicalEvent>, LogicalError | Cause.Done> = Effect.suspend(() => {
           if (autoAck && pendingAck !== undefined) {
-            yield* ack(pendingAck)
+            const at = pendingAck
             pendingAck = undefined
+            return Effect.andThen(ack(at), next)
           }
-          while (true) {
-            const chunk = yield* upstream
-            const out: Array<LogicalEvent> = []
-            try {
-              process(chunk, out)
-            } catch (e) {
-              if (isProtocolError(e) || e instanceof TableDecodeError) return yield* Effect.fail(e as ProtocolError | TableDecodeError)
-              throw e
-            }
-            if (out.length === 0) continue
-            sessionHadEvents = true
-            if (autoAck) {
-              for (let i = 0; i < out.length; i++) {
-                const at = ackPositionOf(out[i]!)
-                if (at !== undefined && (pendingAck === undefined || at > pendingAck)) pendingAck = at
-              }
-            }
-            return out
-          }
+          return next
         })
         return Stream.fromPull(Effect.succeed(pull as never)) as Stream.Stream<LogicalEvent, LogicalError>
       })
