@@ -510,10 +510,6 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
   })
 
   /**
-   * Runs one request: takes a pipeline permit, submits, and on interruption abandons it and — only
-   * when it is the last request on the wire — cancels it on the server (see the module header).
-   */
-  /**
    * Pipeline depth: at most `pipelineDepth` requests in flight; later ones wait, in order, for a slot.
    * Counted by hand (not a Semaphore) because this runs once per query.
    */
@@ -591,8 +587,6 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
           cancelsInFlight--
           wire.release()
         })
-        // The cancel runs in the background, so the interrupted fiber (a statement timeout) returns at
-        // once even when the server or the network does not answer the cancel socket promptly.
         // The cancel runs in the background, so the interrupted fiber (a statement timeout) returns at
         // once even when the server or the network does not answer the cancel socket promptly. It is
         // detached: closing the connection meanwhile (a pool retiring it) must not stop the cancel from
