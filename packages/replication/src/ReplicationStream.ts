@@ -24,8 +24,9 @@
  *   the server's wal_sender_timeout is not hit merely because the consumer is slow.
  *
  * Other invariants:
- * - Backpressure: the reader hands each socket chunk's messages to a bounded queue through
- *   `wire.deferFlush`; while the queue is full the reader stops reading and the socket pauses.
+ * - Backpressure: the reader hands each socket chunk's messages to a bounded queue — at once when it has
+ *   room, else through `wire.deferFlush`: while the queue is full the reader stops reading and the socket
+ *   pauses.
  *   XLogData `data` is a view into the received chunk (no copy).
  * - Nothing is sent after our CopyDone. When the server ends COPY first (end of a historic timeline,
  *   shutdown), CopyDone is answered at once from the reader, and the result set the server sends next
@@ -296,6 +297,8 @@ class ReplicationRequest implements Pending {
     if (this.batch.length === 0) return
     const b = this.batch
     this.batch = []
+    // With room in the queue the batch goes in now; only a full queue makes the reader wait (backpressure).
+    if (Queue.offerUnsafe(this.queue, b)) return
     this.conn.internal.wire.deferFlush(Effect.asVoid(Queue.offer(this.queue, b)))
   }
 
