@@ -66,7 +66,7 @@ import {
 } from "./Query.ts"
 import { type PreparedStatement, type ResultPlan, StatementCache } from "./StatementCache.ts"
 import { connect, type Endpoint, Transport } from "./Transport.ts"
-import { Wire, type WireError } from "./Wire.ts"
+import { ReaderQueue, Wire, type WireError } from "./Wire.ts"
 
 export interface Notification {
   readonly processId: number
@@ -776,13 +776,13 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
     Stream.unwrap(
       Effect.gen(function*() {
         const queue = yield* Queue.bounded<RawRows, PgError | import("effect/Cause").Done>(options?.bufferBatches ?? 1)
+        const toConsumer = new ReaderQueue<RawRows, PgError>(wire, queue)
         let decoder: RowDecoderLike | undefined
         const rows = new FrameRangeCollector()
         let ended = false
         const endOfBatch = () => {
           if (rows.isEmpty) return
-          const b: RawRows = { ...rows.take(), decoder: decoder! }
-          wire.deferFlush(Effect.asVoid(Queue.offer(queue, b)))
+          toConsumer.offer({ ...rows.take(), decoder: decoder! })
         }
         const sink: RowSink = {
           push: () => {},
@@ -798,7 +798,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
           // Ends the queue from the reader, after the offers of the last rows (never ahead of them).
           end: (error) => {
             ended = true
-            wire.deferFlush(Effect.asVoid(error === undefined ? Queue.end(queue) : Queue.fail(queue, error)))
+            toConsumer.end(error)
           }
         }
         yield* Effect.forkScoped(

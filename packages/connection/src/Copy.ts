@@ -13,7 +13,7 @@
  *   `highWaterMark` bytes wait for the socket (`wire.whenWritable`). COPY OUT / BOTH: CopyData payloads
  *   (views of the socket's chunks; for copyToBytes, one buffer holding a socket chunk's payloads, each byte
  *   copied once) are handed to the consumer one socket chunk at a time through a bounded
- *   queue; while it is full the reader waits (`wire.deferFlush`) and the socket is paused. COPY OUT also
+ *   queue (`ReaderQueue`); while it is full the reader waits and the socket is paused. COPY OUT also
  *   streams CopyData bigger than `pieceThreshold` in pieces as they arrive (Frame.ts `streamFrames`), so a
  *   huge payload is never joined into one buffer.
  * - COPY IN copies each input byte once (into a CopyData message, small inputs coalesced up to
@@ -43,7 +43,7 @@ import { BinaryRowParser, type BinaryColumn, BINARY_HEADER, encodeBinaryRow, typ
 import { InvalidRequestError, type PgError, type PgServerError, serverError } from "./PgError.ts"
 import { commandTagOf, encodeSimpleQuery, errorFieldsOf, FrameRangeCollector, type FrameRanges, parseCommandTag } from "./Query.ts"
 import { quoteIdentifier, quoteQualified } from "./Quote.ts"
-import type { Pending, WireError } from "./Wire.ts"
+import { type Pending, ReaderQueue, type WireError } from "./Wire.ts"
 
 export interface CopyFromOptions {
   /**
@@ -520,33 +520,6 @@ export const copyFrom = (
 
 type Batch = Arr.NonEmptyReadonlyArray<Uint8Array>
 
-/**
- * Batches to a bounded queue in order: an offer that must wait does so in the reader (`wire.deferFlush`), and
- * later batches and the end queue behind it.
- */
-const batchQueue = <A>(conn: ConnectionApi, queue: Queue.Queue<Arr.NonEmptyReadonlyArray<A>, PgError | Done>) => {
-  const wire = conn.internal.wire
-  /** An offer is waiting in the reader: later batches and the end must queue behind it. */
-  let waiting = 0
-  const settleWaiting = Effect.sync(() => {
-    waiting--
-  })
-  const defer = (effect: Effect.Effect<unknown>) => {
-    waiting++
-    wire.deferFlush(Effect.ensuring(Effect.asVoid(effect), settleWaiting))
-  }
-  return {
-    offer(b: Arr.NonEmptyReadonlyArray<A>): void {
-      if (waiting > 0 || !Queue.offerUnsafe(queue, b)) defer(Queue.offer(queue, b))
-    },
-    endWith(error: PgError | undefined): void {
-      if (waiting > 0) defer(error === undefined ? Queue.end(queue) : Queue.fail(queue, error))
-      else if (error === undefined) Queue.endUnsafe(queue)
-      else Queue.failCauseUnsafe(queue, Cause.fail(error))
-    }
-  }
-}
-
 /** Payloads to a bounded queue, one batch per socket chunk; offers that must wait do so in the reader. */
 const queueSink = (
   conn: ConnectionApi,
@@ -555,7 +528,7 @@ const queueSink = (
   joined = false
 ): PayloadSink => {
   let batch: Array<Uint8Array> = []
-  const { endWith, offer } = batchQueue(conn, queue)
+  const toConsumer = new ReaderQueue<Batch, PgError>(conn.internal.wire, queue)
   if (joined) {
     // The payloads of one socket chunk copied once into one exactly sized buffer: one object per read
     // instead of one per row. Until the flush only where they are is noted (no allocation per payload).
@@ -579,9 +552,9 @@ const queueSink = (
         sources.length = 0
         bounds.length = 0
         total = 0
-        if (out !== undefined) offer([out] as unknown as Batch)
+        if (out !== undefined) toConsumer.offer([out] as unknown as Batch)
       },
-      end: endWith
+      end: (error) => toConsumer.end(error)
     }
   }
   return {
@@ -593,9 +566,9 @@ const queueSink = (
       const b = batch as unknown as Batch
       batch = []
       if (request.abandoned) return
-      offer(b)
+      toConsumer.offer(b)
     },
-    end: endWith
+    end: (error) => toConsumer.end(error)
   }
 }
 
@@ -606,7 +579,7 @@ const rangesSink = (
   request: CopyRequest
 ): PayloadSink => {
   const payloads = new FrameRangeCollector()
-  const { endWith, offer } = batchQueue(conn, queue)
+  const toConsumer = new ReaderQueue<Arr.NonEmptyReadonlyArray<FrameRanges>, PgError>(conn.internal.wire, queue)
   return {
     piece(buf, start, end) {
       payloads.add(buf, start, end)
@@ -614,9 +587,9 @@ const rangesSink = (
     flush() {
       if (payloads.isEmpty) return
       const batch = payloads.take()
-      if (!request.abandoned) offer([batch])
+      if (!request.abandoned) toConsumer.offer([batch])
     },
-    end: endWith
+    end: (error) => toConsumer.end(error)
   }
 }
 

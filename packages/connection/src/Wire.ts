@@ -25,7 +25,7 @@
  * - On any failure (socket closed, protocol violation) every request in flight and every later one fails
  *   with the same error, and the transport is destroyed; nothing waits forever.
  */
-import { Effect } from "effect"
+import { Cause, Effect, Queue } from "effect"
 import { Framer } from "@pgfx/codec/Frame"
 import { ProtocolError } from "@pgfx/codec/ProtocolError"
 import { ConnectionError } from "./PgError.ts"
@@ -498,4 +498,40 @@ export const toWireError = (e: unknown): WireError => {
     reason: "InvalidValue",
     message: `failed to handle a server message: ${e instanceof Error ? e.message : String(e)}`
   })
+}
+
+/**
+ * Hands batches from the reader to a consumer's bounded queue, in order: at once while the queue has room,
+ * else through the wire's `deferFlush` (the reader then waits, and the socket pauses: backpressure). Later
+ * batches and the end queue behind an offer that waits, so the consumer sees them in the order given.
+ */
+export class ReaderQueue<A, E> {
+  private readonly wire: Wire
+  readonly queue: Queue.Queue<A, E | Cause.Done>
+  /** Offers (or the end) waiting in the reader. */
+  private waiting = 0
+  private readonly settle = Effect.sync(() => {
+    this.waiting--
+  })
+
+  constructor(wire: Wire, queue: Queue.Queue<A, E | Cause.Done>) {
+    this.wire = wire
+    this.queue = queue
+  }
+
+  offer(a: A): void {
+    if (this.waiting > 0 || !Queue.offerUnsafe(this.queue, a)) this.defer(Queue.offer(this.queue, a))
+  }
+
+  /** Ends the queue after everything offered (with `error`, it fails instead). */
+  end(error?: E): void {
+    if (this.waiting > 0) this.defer(error === undefined ? Queue.end(this.queue) : Queue.fail(this.queue, error))
+    else if (error === undefined) Queue.endUnsafe(this.queue)
+    else Queue.failCauseUnsafe(this.queue, Cause.fail(error))
+  }
+
+  private defer(effect: Effect.Effect<unknown>): void {
+    this.waiting++
+    this.wire.deferFlush(Effect.ensuring(Effect.asVoid(effect), this.settle))
+  }
 }

@@ -12,8 +12,8 @@
  * - Reply order is the server's: result set (start LSN, timeline), result set (tablespaces), COPY,
  *   result set (end LSN, timeline), CommandComplete, ReadyForQuery. `Start` is emitted when COPY
  *   begins, `End` when the last result set is complete; the stream ends at ReadyForQuery.
- * - Backpressure: events of one socket chunk go to a bounded queue through `wire.deferFlush`; the
- *   socket pauses while the consumer is behind. `data` is a view into the socket chunk (no copy):
+ * - Backpressure: events of one socket chunk go to a bounded queue (a `ReaderQueue`); the socket
+ *   pauses while the consumer is behind. `data` is a view into the socket chunk (no copy):
  *   write or copy it before pulling again.
  * - `writeBaseBackup` writes each archive to `<directory>/<archive name>` and the manifest to
  *   `<directory>/backup_manifest`, fsyncs every file and the directory; nothing else is written.
@@ -30,7 +30,7 @@ import { ProtocolError } from "@pgfx/codec/ProtocolError"
 import type { ConnectionApi } from "@pgfx/connection/Connection"
 import { InvalidRequestError, type PgError, type PgServerError, serverError } from "@pgfx/connection/PgError"
 import { encodeSimpleQuery, errorFieldsOf } from "@pgfx/connection/Query"
-import type { Pending, WireError } from "@pgfx/connection/Wire"
+import { type Pending, ReaderQueue, type WireError } from "@pgfx/connection/Wire"
 import { quoteLiteral } from "./Commands.ts"
 import * as Lsn from "./Lsn.ts"
 
@@ -121,8 +121,9 @@ const text = (v: Uint8Array | null): string | undefined => (v === null ? undefin
 /** BASE_BACKUP's replies up to ReadyForQuery; runs in the connection's reader. */
 class BaseBackupRequest implements Pending {
   abandoned = false
-  private readonly conn: ConnectionApi
   private readonly queue: Queue.Queue<ReadonlyArray<BaseBackupEvent>, PgError | Cause.Done>
+  /** The reader's way into `queue` (in order, waiting only while it is full). */
+  private readonly toConsumer: ReaderQueue<ReadonlyArray<BaseBackupEvent>, PgError>
   private readonly command: string
   private batch: Array<BaseBackupEvent> = []
   /** Result sets seen: 1 start position, 2 tablespaces, 3 end position. */
@@ -137,9 +138,9 @@ class BaseBackupRequest implements Pending {
   resume: ((effect: Effect.Effect<void, PgError>) => void) | undefined
 
   constructor(conn: ConnectionApi, command: string, queue: Queue.Queue<ReadonlyArray<BaseBackupEvent>, PgError | Cause.Done>) {
-    this.conn = conn
     this.command = command
     this.queue = queue
+    this.toConsumer = new ReaderQueue(conn.internal.wire, queue)
   }
 
   private push(e: BaseBackupEvent): void {
@@ -234,8 +235,7 @@ class BaseBackupRequest implements Pending {
       case READY: {
         this.afterChunk()
         const error = this.error
-        const queue = this.queue
-        this.conn.internal.wire.deferFlush(Effect.asVoid(error === undefined ? Queue.end(queue) : Queue.fail(queue, error)))
+        this.toConsumer.end(error)
         const resume = this.resume
         this.resume = undefined
         resume?.(error === undefined ? Effect.void : Effect.fail(error))
@@ -250,7 +250,7 @@ class BaseBackupRequest implements Pending {
     if (this.batch.length === 0) return
     const b = this.batch
     this.batch = []
-    this.conn.internal.wire.deferFlush(Effect.asVoid(Queue.offer(this.queue, b)))
+    this.toConsumer.offer(b)
   }
 
   onFail(error: WireError): void {

@@ -24,9 +24,8 @@
  *   the server's wal_sender_timeout is not hit merely because the consumer is slow.
  *
  * Other invariants:
- * - Backpressure: the reader hands each socket chunk's messages to a bounded queue — at once when it has
- *   room, else through `wire.deferFlush`: while the queue is full the reader stops reading and the socket
- *   pauses.
+ * - Backpressure: the reader hands each socket chunk's messages to a bounded queue (a `ReaderQueue`: at
+ *   once when it has room; while it is full the reader stops reading and the socket pauses).
  *   XLogData `data` is a view into the received chunk (no copy).
  * - Nothing is sent after our CopyDone. When the server ends COPY first (end of a historic timeline,
  *   shutdown), CopyDone is answered at once from the reader, and the result set the server sends next
@@ -59,7 +58,7 @@ import {
 import type { ConnectionApi } from "@pgfx/connection/Connection"
 import { type PgError, type PgServerError, serverError } from "@pgfx/connection/PgError"
 import { commandTagOf, encodeSimpleQuery, errorFieldsOf } from "@pgfx/connection/Query"
-import type { Pending, WireError } from "@pgfx/connection/Wire"
+import { type Pending, ReaderQueue, type WireError } from "@pgfx/connection/Wire"
 import * as Lsn from "./Lsn.ts"
 
 export type { PrimaryKeepalive, XLogData }
@@ -184,6 +183,8 @@ class ReplicationRequest implements Pending {
 
   readonly conn: ConnectionApi
   readonly queue: Queue.Queue<ReadonlyArray<ReplicationMessage>, PgError | Cause.Done>
+  /** The reader's way into `queue` (in order, waiting only while it is full). */
+  private readonly toConsumer: ReaderQueue<ReadonlyArray<ReplicationMessage>, PgError>
   readonly started: Deferred.Deferred<boolean, PgError>
   readonly done: Deferred.Deferred<ReplicationOutcome, PgError>
   resume: ((effect: Effect.Effect<void, PgError>) => void) | undefined
@@ -200,6 +201,7 @@ class ReplicationRequest implements Pending {
     this.conn = conn
     this.command = command
     this.queue = queue
+    this.toConsumer = new ReaderQueue(conn.internal.wire, queue)
     this.started = started
     this.done = done
     this.logical = options.mode === "logical"
@@ -297,9 +299,7 @@ class ReplicationRequest implements Pending {
     if (this.batch.length === 0) return
     const b = this.batch
     this.batch = []
-    // With room in the queue the batch goes in now; only a full queue makes the reader wait (backpressure).
-    if (Queue.offerUnsafe(this.queue, b)) return
-    this.conn.internal.wire.deferFlush(Effect.asVoid(Queue.offer(this.queue, b)))
+    this.toConsumer.offer(b)
   }
 
   private complete(): void {
@@ -308,10 +308,7 @@ class ReplicationRequest implements Pending {
     const error = this.error
     const outcome: ReplicationOutcome = { nextTimeline: this.nextTimeline, commandTag: this.commandTag }
     // Ordered after the last batch's offer: the stream ends after its last message, never before.
-    const queue = this.queue
-    this.conn.internal.wire.deferFlush(
-      Effect.asVoid(error === undefined ? Queue.end(queue) : Queue.fail(queue, error))
-    )
+    this.toConsumer.end(error)
     Deferred.doneUnsafe(this.started, error === undefined ? Effect.succeed(false) : Effect.fail(error))
     Deferred.doneUnsafe(this.done, error === undefined ? Effect.succeed(outcome) : Effect.fail(error))
     const resume = this.resume
