@@ -507,7 +507,7 @@ export const toWireError = (e: unknown): WireError => {
  */
 export class ReaderQueue<A, E> {
   private readonly wire: Wire
-  readonly queue: Queue.Queue<A, E | Cause.Done>
+  private readonly queue: Queue.Queue<A, E | Cause.Done>
   /** Offers (or the end) waiting in the reader. */
   private waiting = 0
   private readonly settle = Effect.sync(() => {

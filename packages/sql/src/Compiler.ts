@@ -95,23 +95,27 @@ const compilePlain = (segments: ReadonlyArray<Statement.Segment>): readonly [str
   return [sql, binds]
 }
 
-const withPlainFastPath = (base: Statement.Compiler): Statement.Compiler => ({
-  dialect: base.dialect,
-  compile(statement: Statement.Fragment, withoutTransform: boolean, placeholderOverride?: (u: unknown) => string) {
-    if (placeholderOverride === undefined) {
-      const plain = compilePlain(statement.segments)
-      if (plain !== undefined) return plain
+const withPlainFastPath = (base: Statement.Compiler): Statement.Compiler => {
+  /** Made on first use (a compiler for `withoutTransforms()` clients), then kept. */
+  let untransformed: Statement.Compiler | undefined
+  return {
+    dialect: base.dialect,
+    compile(statement: Statement.Fragment, withoutTransform: boolean, placeholderOverride?: (u: unknown) => string) {
+      if (placeholderOverride === undefined) {
+        const plain = compilePlain(statement.segments)
+        if (plain !== undefined) return plain
+      }
+      return (base.compile as (s: Statement.Fragment, w: boolean, p?: (u: unknown) => string) => readonly [string, ReadonlyArray<unknown>])(
+        statement,
+        withoutTransform,
+        placeholderOverride
+      )
+    },
+    get withoutTransform() {
+      return untransformed ??= withPlainFastPath(base.withoutTransform)
     }
-    return (base.compile as (s: Statement.Fragment, w: boolean, p?: (u: unknown) => string) => readonly [string, ReadonlyArray<unknown>])(
-      statement,
-      withoutTransform,
-      placeholderOverride
-    )
-  },
-  get withoutTransform() {
-    return withPlainFastPath(base.withoutTransform)
-  }
-}) as Statement.Compiler
+  } as Statement.Compiler
+}
 
 const makeEffectCompiler = (transform: ((_: string) => string) | undefined, transformJson: boolean): Statement.Compiler => {
   const transformValue = transformJson && transform ? Statement.defaultTransforms(transform).value : undefined
