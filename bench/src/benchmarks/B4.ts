@@ -58,6 +58,16 @@ const pgfx = (via: Via) => async (ctx: BenchContext): Promise<WorkerOutcome> => 
   })
 }
 
+/** `copyFromFile`: the file read straight into CopyData messages, in `readSize` reads. */
+const pgfxFile = (via: Via, readSize: number) => async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const Effect = await import("effect/Effect")
+  const { copyFromFile } = await import("@pgfx/connection/Copy")
+  return withPgfx(ctx, via, (conn, exec) => {
+    const copy = (path: string) => Effect.runPromise(copyFromFile(conn, `copy ${TABLE} from stdin`, path, { readSize }))
+    return round(textData(), exec, copy)
+  })
+}
+
 const pgCopyStreams = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const { from } = await import("pg-copy-streams")
   const { pipeline } = await import("node:stream/promises")
@@ -111,8 +121,10 @@ const serverFile = async (ctx: BenchContext): Promise<WorkerOutcome> => {
 }
 
 const contenders: ReadonlyArray<Contender> = [
-  { id: "pgfx", label: "pgfx copyFrom (file stream)", group: GROUP, isPgfx: true, run: pgfx("tcp") },
-  { id: "pgfx-unix", label: "pgfx copyFrom, unix socket", group: GROUP, isPgfx: true, run: pgfx("unix") },
+  { id: "pgfx", label: "pgfx copyFromFile (64 KiB reads)", group: GROUP, isPgfx: true, run: pgfxFile("tcp", CHUNK) },
+  { id: "pgfx-file-256k", label: "pgfx copyFromFile (256 KiB reads, its default)", group: GROUP, isPgfx: true, run: pgfxFile("tcp", 256 * 1024) },
+  { id: "pgfx-unix", label: "pgfx copyFromFile (64 KiB reads), unix socket", group: GROUP, isPgfx: true, run: pgfxFile("unix", CHUNK) },
+  { id: "pgfx-stream", label: "pgfx copyFrom (Node file stream → Stream)", group: GROUP, isPgfx: true, run: pgfx("tcp") },
   { id: "pg-copy-streams", label: "pg 8.23 + pg-copy-streams 7", group: GROUP, run: pgCopyStreams },
   { id: "postgres", label: "postgres.js 3.4 .writable()", group: GROUP, run: postgresWritable },
   { id: "psql", label: "psql \\copy (libpq)", group: GROUP, subprocess: true, run: psqlCopy },

@@ -1,0 +1,129 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { copyFromFile } from "../src/Copy.ts"
+import * as Connection from "../src/Connection.ts"
+import { unixConfig } from "./helpers.ts"
+
+const open = () => Connection.make(unixConfig())
+
+const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pgfx-copyfile-"))
+
+/** A COPY text file of `rows` rows (id, a line of varying length); returns its path and the md5 of its lines. */
+const writeFile = (name: string, rows: number): { path: string; md5: string } => {
+  const lines: Array<string> = []
+  for (let i = 1; i <= rows; i++) lines.push(`${i}\t${"row " + i + " " + "x".repeat(i % 97)}`)
+  const path = Path.join(dir, name)
+  Fs.writeFileSync(path, lines.join("\n") + "\n")
+  return { path, md5: Crypto.createHash("md5").update(lines.join("\n")).digest("hex") }
+}
+
+const openFds = () => Fs.readdirSync("/proc/self/fd").length
+
+const tableMd5 = (conn: Connection.ConnectionApi, table: string) =>
+  Effect.map(
+    conn.query<{ md5: string; n: number }>(`select md5(string_agg(id || E'\\t' || t, E'\\n' order by id)) as md5, count(*)::int as n from ${table}`),
+    (r) => r.rows[0]!
+  )
+
+describe("copyFromFile", () => {
+  const big = writeFile("big.tsv", 60_000) // ~3.5 MB
+
+  it.live("copies a whole file, every byte in order, whatever the read size and backpressure", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* conn.simple("create temp table cff(id int, t text)")
+      const before = openFds()
+      // Tiny reads and a tiny high-water mark keep many reused buffers in flight at once: a buffer reused
+      // before the socket wrote it would corrupt the data, which the checksum would show.
+      const variants = [
+        { readSize: 1000, highWaterMark: 4096 },
+        { readSize: 65_536 },
+        {},
+        { readSize: 7_777, blockingReads: true, highWaterMark: 1024 },
+        { blockingReads: true }
+      ]
+      for (const options of variants) {
+        yield* conn.simple("truncate cff")
+        const n = yield* copyFromFile(conn, "copy cff from stdin", big.path, options)
+        assert.strictEqual(n, 60_000, JSON.stringify(options))
+        assert.deepStrictEqual(yield* tableMd5(conn, "cff"), { md5: big.md5, n: 60_000 }, JSON.stringify(options))
+      }
+      assert.strictEqual(openFds(), before, "every file was closed")
+    }))
+
+  it.live("an empty file copies no rows", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* conn.simple("create temp table cfe(id int, t text)")
+      const path = Path.join(dir, "empty.tsv")
+      Fs.writeFileSync(path, "")
+      assert.strictEqual(yield* copyFromFile(conn, "copy cfe from stdin", path), 0)
+    }))
+
+  it.live("a missing file fails with CopyFileError Open before any COPY starts", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* conn.simple("create temp table cfm(id int, t text)")
+      const err = yield* Effect.flip(copyFromFile(conn, "copy cfm from stdin", Path.join(dir, "no-such-file")))
+      assert.strictEqual(err._tag, "CopyFileError")
+      if (err._tag === "CopyFileError") {
+        assert.strictEqual(err.reason, "Open")
+        assert.match(err.message, /no-such-file/)
+      }
+      assert.strictEqual(conn.transactionStatus(), "I")
+      const r = yield* conn.query("select 1 as one")
+      assert.deepStrictEqual(r.rows, [{ one: 1 }])
+    }))
+
+  it.live("a read error ends the COPY with CopyFail and fails with CopyFileError Read; the connection stays usable", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* conn.simple("create temp table cfr(id int, t text)")
+      const before = openFds()
+      // A directory opens for reading on Linux, and every read of it fails with EISDIR.
+      const err = yield* Effect.flip(copyFromFile(conn, "copy cfr from stdin", dir))
+      assert.strictEqual(err._tag, "CopyFileError")
+      if (err._tag === "CopyFileError") assert.strictEqual(err.reason, "Read")
+      assert.strictEqual(openFds(), before)
+      const r = yield* conn.query("select count(*)::int as n from cfr")
+      assert.deepStrictEqual(r.rows, [{ n: 0 }])
+    }))
+
+  it.live("a bad row fails with the server's error and its line; the file is closed and the connection usable", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* conn.simple("create temp table cfb(id int, t text)")
+      const path = Path.join(dir, "bad.tsv")
+      Fs.writeFileSync(path, Fs.readFileSync(big.path, "utf8").replace("\n40000\t", "\nforty thousand\t"))
+      const before = openFds()
+      const err = yield* Effect.flip(copyFromFile(conn, "copy cfb from stdin", path, { readSize: 16_384 }))
+      assert.strictEqual(err._tag, "PgServerError")
+      if (err._tag === "PgServerError") {
+        assert.strictEqual(err.code, "22P02")
+        assert.match(err.where ?? "", /COPY cfb, line 40000/)
+      }
+      assert.strictEqual(openFds(), before)
+      const r = yield* conn.query("select count(*)::int as n from cfb")
+      assert.deepStrictEqual(r.rows, [{ n: 0 }])
+    }))
+
+  it.live("interrupting it sends CopyFail, closes the file, and the next query works", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* conn.simple("create temp table cfi(id int, t text)")
+      const before = openFds()
+      // Slow enough to interrupt halfway: 1 KB reads, each waiting for the socket.
+      const fiber = yield* Effect.forkChild(copyFromFile(conn, "copy cfi from stdin", big.path, { readSize: 1024, highWaterMark: 1 }))
+      yield* Effect.sleep("30 millis")
+      assert.isUndefined(fiber.pollUnsafe(), "the copy was still running when interrupted")
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(openFds(), before)
+      const r = yield* conn.query("select count(*)::int as n from cfi")
+      assert.deepStrictEqual(r.rows, [{ n: 0 }])
+      assert.strictEqual(conn.transactionStatus(), "I")
+    }))
+})
