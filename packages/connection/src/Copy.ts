@@ -562,6 +562,8 @@ export interface CopyFromFileOptions extends CopyFromOptions {
    * Default false.
    */
   readonly blockingReads?: boolean | undefined
+  /** Called with each piece read, before it is sent (for a progress bar); the view is valid during the call only. */
+  readonly onRead?: ((data: Uint8Array) => void) | undefined
 }
 
 /** A file given to `copyFromFile` could not be opened or read. */
@@ -596,7 +598,7 @@ export const copyFromFile = (
   Effect.acquireUseRelease(
     openForReading(path),
     (fd) => runCopyIn(conn, sql, options, (out, request, writable, highWaterMark) =>
-      fileProducer(conn, fd, path, out, request, writable, highWaterMark, options?.readSize ?? DEFAULT_READ_SIZE, options?.blockingReads === true)),
+      fileProducer(conn, fd, path, out, request, writable, highWaterMark, options)),
     (fd) => Effect.callback<void>((resume) => Fs.close(fd, () => resume(Effect.void)))
   )
 
@@ -618,11 +620,11 @@ const fileProducer = (
   request: CopyRequest,
   writable: Effect.Effect<void>,
   highWaterMark: number,
-  readSize: number,
-  blocking: boolean
+  options: CopyFromFileOptions | undefined
 ): Effect.Effect<void, CopyFileError> => {
   const wire = conn.internal.wire
-  const size = Math.max(1, Math.min(readSize, MAX_COPY_DATA))
+  const size = Math.max(1, Math.min(options?.readSize ?? DEFAULT_READ_SIZE, MAX_COPY_DATA))
+  const onRead = options?.onRead
   const retired: Array<{ readonly buf: Uint8Array; readonly position: number }> = []
   let position = 0
   const nextBuffer = (): Uint8Array => {
@@ -632,7 +634,7 @@ const fileProducer = (
   }
   const readBlocking = (buf: Uint8Array): Effect.Effect<number, CopyFileError> =>
     Effect.try({ try: () => Fs.readSync(fd, buf, 5, size, position), catch: (e) => fileError("Read", path, e) })
-  const read = blocking ? readBlocking : (buf: Uint8Array): Effect.Effect<number, CopyFileError> =>
+  const read = options?.blockingReads === true ? readBlocking : (buf: Uint8Array): Effect.Effect<number, CopyFileError> =>
     Effect.callback<number, CopyFileError>((resume) => {
       let finished = false
       let onFinished: (() => void) | undefined
@@ -653,6 +655,7 @@ const fileProducer = (
     return Effect.flatMap(read(buf), (n) => {
       if (n === 0 || request.settled) return Effect.void
       position += n
+      onRead?.(buf.subarray(5, 5 + n))
       const len = n + 4
       buf[0] = 0x64
       buf[1] = len >>> 24

@@ -52,6 +52,11 @@ describe("copyFromFile", () => {
         assert.strictEqual(n, 60_000, JSON.stringify(options))
         assert.deepStrictEqual(yield* tableMd5(conn, "cff"), { md5: big.md5, n: 60_000 }, JSON.stringify(options))
       }
+      // onRead sees every byte once, in order.
+      yield* conn.simple("truncate cff")
+      const seen: Array<Uint8Array> = []
+      yield* copyFromFile(conn, "copy cff from stdin", big.path, { readSize: 50_000, onRead: (d) => seen.push(d.slice()) })
+      assert.isTrue(Buffer.concat(seen).equals(Fs.readFileSync(big.path)))
       assert.strictEqual(openFds(), before, "every file was closed")
     }))
 

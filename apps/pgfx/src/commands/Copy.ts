@@ -15,11 +15,11 @@ import * as Fs from "node:fs"
 import { Effect, Option, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
-import { copyFrom, copyTo } from "@pgfx/connection/Copy"
+import { copyFrom, copyFromFile, copyTo } from "@pgfx/connection/Copy"
 import { encodeTextRow } from "@pgfx/connection/CopyFormat"
 import { resolve as resolveConfig } from "@pgfx/connection/PgConfig"
 import { conninfoArgument, connectionFlags, toConfigInput } from "../ConnectionFlags.ts"
-import { UsageError } from "../Errors.ts"
+import { CliFailure, UsageError } from "../Errors.ts"
 import { toJson } from "../Json.ts"
 import { ioFailure, openOutput } from "../Output.ts"
 import { formatBytes, ProgressBar } from "../Progress.ts"
@@ -172,6 +172,13 @@ const importData = (args: CopyArgs, path: string) =>
         return result.rowCount ?? 0
       })
       rows = yield* Effect.onError(loaded, () => Effect.ignore(conn.simple("ROLLBACK")))
+    } else if (path !== "-") {
+      // A file goes straight into CopyData messages (no Node stream); reads may block the event loop,
+      // which has nothing else to do here (see copyFromFile's blockingReads).
+      rows = yield* copyFromFile(conn, `COPY ${table} FROM STDIN ${copyOptions(args.format, args.header)}`, path, {
+        blockingReads: true,
+        onRead: (chunk) => progress.update(args.format === "binary" ? 0 : countNewlines(chunk), chunk.length)
+      }).pipe(Effect.catchTag("CopyFileError", (e) => Effect.fail(new CliFailure({ message: e.message, cause: e }))))
     } else {
       rows = yield* Stream.run(counted, copyFrom(conn, `COPY ${table} FROM STDIN ${copyOptions(args.format, args.header)}`))
     }
