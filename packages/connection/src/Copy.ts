@@ -1,5 +1,6 @@
 /**
- * COPY (54.2.6): `copyFrom` (a Sink of bytes or strings for COPY … FROM STDIN), `copyTo` (a Stream of
+ * COPY (54.2.6): `copyFrom` (a Sink of bytes or strings for COPY … FROM STDIN), `copyFromFile` (a file
+ * read straight into CopyData messages), `copyTo` (a Stream of
  * CopyData payloads of COPY … TO STDOUT) and `copyToBytes` (the same data as one chunk per socket read),
  * `copyBoth` (the duplex of streaming replication), and the typed
  * helpers `copyFromRows` / `copyToRows` over COPY BINARY.
