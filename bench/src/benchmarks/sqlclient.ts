@@ -9,6 +9,10 @@
  *   from `PgClient.layer`, as `@effect/sql-pg`'s contender) and over a single connection
  *   (`PgClient.fromConnection`); the raw pgfx connection is the baseline of each group, so the
  *   "vs pgfx" column of the SqlClient rows is the layer's overhead.
+ * - effect/sql makes a client span per statement (with the query text and the client's attributes, timed
+ *   with the clock) whatever the driver; the "effect tracing off" rows (`References.TracerEnabled` false,
+ *   which makes those spans no-ops) show how much of the overhead is that span. They are information:
+ *   the goals use the default (tracing on).
  */
 import type { BenchContext, Benchmark, Contender, WorkerOutcome } from "../harness.ts"
 import { describeRow, startTimer } from "../harness.ts"
@@ -51,7 +55,8 @@ class Tally {
   }
 }
 
-type Kind = "raw" | "sql-pool" | "sql-conn" | "effect-sql"
+/** "sql-conn-untraced": fromConnection with effect's tracing off (`References.TracerEnabled` false). */
+type Kind = "raw" | "sql-pool" | "sql-conn" | "sql-conn-untraced" | "effect-sql"
 
 /**
  * Runs `body` with a SqlClient of the given kind (or the raw connection), all on one connection.
@@ -77,6 +82,7 @@ const withClient = async <A>(
   }
   const Connection = await import("@pgfx/connection/Connection")
   const Reactivity = await import("effect/reactivity/Reactivity")
+  const References = await import("effect/References")
   const PgClient = await import("@pgfx/sql/PgClient")
   const input = { ...pgfxInput(ctx, "tcp"), ...(inFlight === undefined ? {} : { pipelineDepth: inFlight }) }
   return Effect.runPromise(
@@ -86,7 +92,7 @@ const withClient = async <A>(
           const conn = yield* Connection.make(input)
           return yield* body({ sql: undefined, conn })
         }
-        if (kind === "sql-conn") {
+        if (kind === "sql-conn" || kind === "sql-conn-untraced") {
           const conn = yield* Connection.make(input)
           const sql = yield* PgClient.fromConnection(conn)
           return yield* body({ sql, conn: undefined })
@@ -98,7 +104,10 @@ const withClient = async <A>(
           ...(inFlight === undefined ? {} : { multiplex: true, multiplexConcurrency: inFlight })
         })
         return yield* body({ sql, conn: undefined })
-      }).pipe(Effect.provide(Reactivity.layer))
+      }).pipe(
+        Effect.provide(Reactivity.layer),
+        (program) => kind === "sql-conn-untraced" ? Effect.provideService(program, References.TracerEnabled, false) : program
+      )
     ) as import("effect/Effect").Effect<A, unknown>
   )
 }
@@ -179,10 +188,24 @@ const contenders: ReadonlyArray<Contender> = [
   { id: "b1-raw", label: "pgfx connection query", group: B1, isPgfx: true, run: b1("raw") },
   { id: "b1-sql", label: "pgfx SqlClient (PgClient.layer, pool max 1)", group: B1, isPgfx: true, run: b1("sql-pool") },
   { id: "b1-sql-conn", label: "pgfx SqlClient (fromConnection)", group: B1, isPgfx: true, run: b1("sql-conn") },
+  {
+    id: "b1-sql-conn-untraced",
+    label: "pgfx SqlClient (fromConnection), effect tracing off",
+    group: B1,
+    isPgfx: true,
+    run: b1("sql-conn-untraced")
+  },
   { id: "b1-effect-sql", label: "@effect/sql-pg 4 (prepared)", group: B1, run: b1("effect-sql") },
   { id: "b2-raw", label: "pgfx connection query, 1000 fibers", group: B2, isPgfx: true, run: b2("raw") },
   { id: "b2-sql", label: "pgfx SqlClient (pool max 1, multiplex 1000), 1000 fibers", group: B2, isPgfx: true, run: b2("sql-pool") },
   { id: "b2-sql-conn", label: "pgfx SqlClient (fromConnection), 1000 fibers", group: B2, isPgfx: true, run: b2("sql-conn") },
+  {
+    id: "b2-sql-conn-untraced",
+    label: "pgfx SqlClient (fromConnection), 1000 fibers, effect tracing off",
+    group: B2,
+    isPgfx: true,
+    run: b2("sql-conn-untraced")
+  },
   { id: "b2-effect-sql", label: "@effect/sql-pg 4, 1 connection, multiplex", group: B2, run: b2("effect-sql") },
   { id: "b3q-raw", label: "pgfx connection query", group: B3Q, isPgfx: true, run: b3Buffered("raw") },
   { id: "b3q-sql", label: "pgfx SqlClient sql.unsafe (pool max 1)", group: B3Q, isPgfx: true, run: b3Buffered("sql-pool") },
