@@ -580,7 +580,8 @@ const fileError = (reason: "Open" | "Read", path: string, e: unknown) =>
 const DEFAULT_READ_SIZE = 256 * 1024
 
 /**
- * COPY … FROM STDIN with the data read from a file (text, CSV or binary COPY data as the statement says).
+ * COPY … FROM STDIN with the data read from a file or a named pipe (text, CSV or binary COPY data as the
+ * statement says).
  * Completes with the number of rows copied.
  *
  * Cheaper than `Stream.run(fileStream, copyFrom(…))`: the file is read straight into CopyData messages
@@ -627,19 +628,19 @@ const fileProducer = (
   const size = Math.max(1, Math.min(options?.readSize ?? DEFAULT_READ_SIZE, MAX_COPY_DATA))
   const onRead = options?.onRead
   const retired: Array<{ readonly buf: Uint8Array; readonly position: number }> = []
-  let position = 0
   const nextBuffer = (): Uint8Array => {
     const oldest = retired[0]
     if (oldest !== undefined && wire.isWritten(oldest.position)) return retired.shift()!.buf
     return new Uint8Array(5 + size)
   }
   const readBlocking = (buf: Uint8Array): Effect.Effect<number, CopyFileError> =>
-    Effect.try({ try: () => Fs.readSync(fd, buf, 5, size, position), catch: (e) => fileError("Read", path, e) })
+    Effect.try({ try: () => Fs.readSync(fd, buf, 5, size, null), catch: (e) => fileError("Read", path, e) })
   const read = options?.blockingReads === true ? readBlocking : (buf: Uint8Array): Effect.Effect<number, CopyFileError> =>
     Effect.callback<number, CopyFileError>((resume) => {
       let finished = false
       let onFinished: (() => void) | undefined
-      Fs.read(fd, buf, 5, size, position, (err, n) => {
+      // From the current position (not pread), so a named pipe or a character device reads too.
+      Fs.read(fd, buf, 5, size, null, (err, n) => {
         finished = true
         onFinished?.()
         resume(err === null ? Effect.succeed(n) : Effect.fail(fileError("Read", path, err)))
@@ -655,7 +656,6 @@ const fileProducer = (
     const buf = nextBuffer()
     return Effect.flatMap(read(buf), (n) => {
       if (n === 0 || request.settled) return Effect.void
-      position += n
       onRead?.(buf.subarray(5, 5 + n))
       const len = n + 4
       buf[0] = 0x64

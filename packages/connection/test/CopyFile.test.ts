@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
+import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -58,6 +59,22 @@ describe("copyFromFile", () => {
       yield* copyFromFile(conn, "copy cff from stdin", big.path, { readSize: 50_000, onRead: (d) => seen.push(d.slice()) })
       assert.isTrue(Buffer.concat(seen).equals(Fs.readFileSync(big.path)))
       assert.strictEqual(openFds(), before, "every file was closed")
+    }))
+
+  it.live("reads a named pipe as it is written", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* conn.simple("create temp table cfp(id int, t text)")
+      const fifo = Path.join(dir, "rows.fifo")
+      ChildProcess.execFileSync("mkfifo", [fifo])
+      // The writer opens the pipe once the reader has; it writes in small pieces, then closes it.
+      const writer = Fs.createWriteStream(fifo)
+      for (let i = 1; i <= 2000; i++) writer.write(`${i}\tpiped ${i}\n`)
+      writer.end()
+      const n = yield* copyFromFile(conn, "copy cfp from stdin", fifo, { readSize: 4096 })
+      assert.strictEqual(n, 2000)
+      const r = yield* conn.query<{ s: number }>("select sum(id)::int as s from cfp where t = 'piped ' || id")
+      assert.strictEqual(r.rows[0]!.s, 2000 * 2001 / 2)
     }))
 
   it.live("an empty file copies no rows", () =>
