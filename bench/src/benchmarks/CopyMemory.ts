@@ -38,6 +38,14 @@ const textRow = (i: number): string => `${String(i).padStart(7, "0")}\t${PAYLOAD
 const copyOutSql =
   `copy (select lpad(g::text, 7, '0'), repeat('x', ${ROW_BYTES - 9}) from (select generate_series(1, ${ROWS}) as g) s) to stdout`
 
+/** COPY FROM kept every KEEP_EVERY-th row: checks the count it reported and the table's rows. */
+const checkKept = async (kept: number, exec: (sql: string) => Promise<unknown>): Promise<void> => {
+  const keptRows = ROWS / KEEP_EVERY
+  const expected = `${keptRows} ${(KEEP_EVERY * keptRows * (keptRows + 1)) / 2} ${keptRows * (ROW_BYTES - 9)}`
+  const actual = await exec(`select count(*) || ' ' || sum(i) || ' ' || sum(length(p)) from ${TABLE}`)
+  if (kept !== keptRows || actual !== expected) throw new Error(`COPY kept ${kept} rows, table: ${String(actual)}, expected ${expected}`)
+}
+
 const copyFrom2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Cause = await import("effect/Cause")
   const Effect = await import("effect/Effect")
@@ -62,10 +70,7 @@ const copyFrom2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
     const stop = startTimer()
     const kept = await Effect.runPromise(Stream.run(rows, copyFrom(conn, `copy ${TABLE} from stdin where i % ${KEEP_EVERY} = 0`)))
     const outcome = stop(ROWS)
-    const keptRows = ROWS / KEEP_EVERY
-    const expected = `${keptRows} ${(KEEP_EVERY * keptRows * (keptRows + 1)) / 2} ${keptRows * (ROW_BYTES - 9)}`
-    const actual = await exec(`select count(*) || ' ' || sum(i) || ' ' || sum(length(p)) from ${TABLE}`)
-    if (kept !== keptRows || actual !== expected) throw new Error(`COPY kept ${kept} rows, table: ${String(actual)}, expected ${expected}`)
+    await checkKept(kept, exec)
     return withBytes(outcome, BYTES)
   })
 }
@@ -98,10 +103,7 @@ const copyFromFile2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
     const stop = startTimer()
     const kept = await Effect.runPromise(copyFromFile(conn, `copy ${TABLE} from stdin where i % ${KEEP_EVERY} = 0`, FILE))
     const outcome = stop(ROWS)
-    const keptRows = ROWS / KEEP_EVERY
-    const expected = `${keptRows} ${(KEEP_EVERY * keptRows * (keptRows + 1)) / 2} ${keptRows * (ROW_BYTES - 9)}`
-    const actual = await exec(`select count(*) || ' ' || sum(i) || ' ' || sum(length(p)) from ${TABLE}`)
-    if (kept !== keptRows || actual !== expected) throw new Error(`COPY kept ${kept} rows, table: ${String(actual)}, expected ${expected}`)
+    await checkKept(kept, exec)
     return withBytes(outcome, BYTES)
   })
 }
