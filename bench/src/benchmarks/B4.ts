@@ -11,7 +11,7 @@
  *   column) and the client's own row count where it reports one.
  * - Every client streams the file in 64 KiB chunks (node:fs read streams; pgfx's copyFromFile its own
  *   64 KiB reads; psql its own reads), so no client holds the file in memory. One pgfx row shows
- *   copyFromFile's default 256 KiB reads, one the Stream path (`Stream.run(fileStream, copyFrom(…))`).
+ *   copyFromFile's default 1 MiB reads, one the Stream path (`Stream.run(fileStream, copyFrom(…))`).
  * - The server-only figure runs over node-postgres but the client only sends one statement: its client
  *   CPU is nil; its throughput is what the server can do alone, the ceiling for every client.
  */
@@ -124,7 +124,7 @@ const serverFile = async (ctx: BenchContext): Promise<WorkerOutcome> => {
 const contenders: ReadonlyArray<Contender> = [
   { id: "pgfx", label: "pgfx copyFromFile (64 KiB reads)", group: GROUP, isPgfx: true, run: pgfxFile("tcp", CHUNK) },
   { id: "pgfx-blocking", label: "pgfx copyFromFile (64 KiB blocking reads, as psql)", group: GROUP, isPgfx: true, run: pgfxFile("tcp", CHUNK, true) },
-  { id: "pgfx-file-256k", label: "pgfx copyFromFile (256 KiB reads, its default)", group: GROUP, isPgfx: true, run: pgfxFile("tcp", 256 * 1024) },
+  { id: "pgfx-file-default", label: "pgfx copyFromFile (1 MiB reads, its default)", group: GROUP, isPgfx: true, run: pgfxFile("tcp", 1024 * 1024) },
   { id: "pgfx-unix", label: "pgfx copyFromFile (64 KiB reads), unix socket", group: GROUP, isPgfx: true, run: pgfxFile("unix", CHUNK) },
   { id: "pgfx-stream", label: "pgfx copyFrom (Node file stream → Stream)", group: GROUP, isPgfx: true, run: pgfx("tcp") },
   { id: "pg-copy-streams", label: "pg 8.23 + pg-copy-streams 7", group: GROUP, run: pgCopyStreams },

@@ -129,7 +129,7 @@ const exportData = (args: CopyArgs) =>
     yield* summary(args.quiet, `pgfx copy: ${rows}${formatBytes(progress.bytes)} to ${out.name} in ${elapsed(start)}`)
   })
 
-/** The input as a Stream of byte chunks (a file is read in 256 KiB chunks; '-' is stdin). */
+/** The input as a Stream of byte chunks (for NDJSON and stdin; other formats read a file with copyFromFile). */
 const inputStream = (path: string): Stream.Stream<Uint8Array, ReturnType<typeof ioFailure>> => {
   const name = path === "-" ? "stdin" : path
   return Stream.suspend(() => {
