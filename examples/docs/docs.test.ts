@@ -76,14 +76,16 @@ describe("examples run against PostgreSQL 18", () => {
       assert.isBelow(result.elapsedMs, 10_000)
     }))
 
-  it.live("copy: 50,000 CSV rows in, an aggregate out", () =>
+  it.live("copy: 50,000 CSV rows and a 2-row file in, an aggregate out", () =>
     Effect.gen(function*() {
       const { program } = yield* Effect.promise(() => import("./copy.ts"))
-      const { copied, exported } = yield* program
+      const { copied, fromFile, exported } = yield* program
       assert.strictEqual(copied, 50_000)
-      // Sensor s gets the values i / 100 for i ≡ s (mod 10), i in 1..50000.
+      assert.strictEqual(fromFile, 2)
+      // Sensor s gets the values i / 100 for i ≡ s (mod 10), i in 1..50000; the file adds 0.5 to sensor 1
+      // and 0.25 to sensor 2.
       const expected = Array.from({ length: 10 }, (_, s) => {
-        let sum = 0
+        let sum = s === 1 ? 0.5 : s === 2 ? 0.25 : 0
         for (let i = s === 0 ? 10 : s; i <= 50_000; i += 10) sum += i / 100
         return sum
       })
