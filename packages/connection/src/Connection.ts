@@ -185,6 +185,14 @@ export interface ConnectionInternal {
   readonly addNoticeListener: (f: (fields: ErrorFields) => void) => () => void
   /** Registers a synchronous handler for every ParameterStatus; returns its removal. Handlers must not block. */
   readonly addParameterStatusListener: (f: (change: { readonly name: string; readonly value: string }) => void) => () => void
+  /**
+   * `effect` beside a client span named `name` with OpenTelemetry's database attributes for `sql` (as
+   * `query` makes one); nothing is made when no tracing backend is installed. For COPY and other requests
+   * built on the wire.
+   */
+  readonly traced: <A, E, R>(effect: Effect.Effect<A, E, R>, name: string, sql: string) => Effect.Effect<A, E, R>
+  /** The span attributes `traced` uses for `sql` (for spans made around streams). */
+  readonly spanAttributes: (sql: string) => Record<string, unknown>
   /** Runs a request with the pipeline-depth permit held and the safe-cancel protocol on interruption. */
   readonly run: <A>(
     build: (resume: (effect: Effect.Effect<A, PgError>) => void) => { request: import("./Wire.ts").Pending & { abandoned: boolean }; bytes: Uint8Array | undefined }
@@ -739,14 +747,16 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
     "server.address": endpoint.host,
     "server.port": endpoint.port
   })
-  const traced = <A, E>(effect: Effect.Effect<A, E>, name: string, sql: string, options: QueryOptions | undefined) =>
-    options?.span === false ? effect : Effect.withFiber((fiber) =>
+  const tracedAlways = <A, E, R>(effect: Effect.Effect<A, E, R>, name: string, sql: string): Effect.Effect<A, E, R> =>
+    Effect.withFiber((fiber) =>
       // With no tracing backend installed (effect's native tracer) the span is made for nobody: it is not the
       // statement's parent, so nothing could read it. Effect documents this comparison for skipping such work.
       fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer
         ? effect
         : Effect.useSpan(name, { attributes: spanAttributes(sql), kind: "client" }, () => effect)
     )
+  const traced = <A, E>(effect: Effect.Effect<A, E>, name: string, sql: string, options: QueryOptions | undefined) =>
+    options?.span === false ? effect : tracedAlways(effect, name, sql)
 
   const query = <A = Row>(sql: string, params: ReadonlyArray<unknown> = [], options?: QueryOptions) =>
     traced(withTimeout(runQuery<A>(sql, params, options), options), "pgfx.query", sql, options)
@@ -944,6 +954,8 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
       writer,
       context: contexts.object,
       cancelTarget,
+      traced: tracedAlways,
+      spanAttributes,
       run: run as never,
       cancelsInFlight: () => cancelsInFlight,
       addNotificationListener: (f) => {

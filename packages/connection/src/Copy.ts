@@ -30,7 +30,7 @@
  */
 import { Buffer } from "node:buffer"
 import * as Fs from "node:fs"
-import { Cause, Effect, Queue, Scope, type Schema, Sink, Stream } from "effect"
+import { Cause, Effect, Queue, Scope, type Schema, Sink, Stream, Tracer } from "effect"
 import type * as Arr from "effect/Array"
 import type { Done } from "effect/Cause"
 import * as SchemaRuntime from "effect/Schema"
@@ -440,6 +440,7 @@ class EncodeFailure {
  */
 const copyInSink = <In>(
   conn: ConnectionApi,
+  spanName: string,
   sql: string,
   write: (out: CopyInWriter, items: Arr.NonEmptyReadonlyArray<In>) => void,
   options: CopyFromOptions | undefined,
@@ -448,7 +449,7 @@ const copyInSink = <In>(
 ): Sink.Sink<number, In, never, PgError> =>
   Sink.fromTransform((upstream) =>
     Effect.map(
-      runCopyIn(conn, sql, options, (out, request, writable, highWaterMark, encodeFailure) => {
+      runCopyIn(conn, spanName, sql, options, (out, request, writable, highWaterMark, encodeFailure) => {
         const wire = conn.internal.wire
         const pump: Effect.Effect<void, Done<void>> = Effect.flatMap(upstream, (items) => {
           if (request.settled) return Effect.void
@@ -477,6 +478,7 @@ const copyInSink = <In>(
  */
 const runCopyIn = <E>(
   conn: ConnectionApi,
+  spanName: string,
   sql: string,
   options: CopyFromOptions | undefined,
   produce: (
@@ -524,7 +526,11 @@ const runCopyIn = <E>(
       const count = yield* request.done.await
       return count ?? 0
     })
-    return run.pipe(Effect.onInterrupt(() => Effect.sync(() => request.abort("COPY interrupted by the client"))))
+    return conn.internal.traced(
+      run.pipe(Effect.onInterrupt(() => Effect.sync(() => request.abort("COPY interrupted by the client")))),
+      spanName,
+      sql
+    )
   })
 
 const isDoneCause = (cause: Cause.Cause<unknown>): boolean =>
@@ -542,7 +548,7 @@ export const copyFrom = (
   sql: string,
   options?: CopyFromOptions
 ): Sink.Sink<number, Uint8Array | string, never, PgError> =>
-  copyInSink<Uint8Array | string>(conn, sql, (out, items) => {
+  copyInSink<Uint8Array | string>(conn, "pgfx.copyFrom", sql, (out, items) => {
     for (let i = 0; i < items.length; i++) {
       const item = items[i]!
       if (typeof item === "string") out.string(item)
@@ -601,7 +607,7 @@ export const copyFromFile = (
 ): Effect.Effect<number, PgError | CopyFileError> =>
   Effect.acquireUseRelease(
     openForReading(path),
-    (fd) => runCopyIn(conn, sql, options, (out, request, writable, highWaterMark) =>
+    (fd) => runCopyIn(conn, "pgfx.copyFromFile", sql, options, (out, request, writable, highWaterMark) =>
       fileProducer(conn, fd, path, out, request, writable, highWaterMark, options)),
     (fd) => Effect.callback<void>((resume) => Fs.close(fd, () => resume(Effect.void)))
   )
@@ -777,7 +783,7 @@ const cancelCopy = (conn: ConnectionApi, request: CopyRequest): Effect.Effect<vo
  * again, and a consumer may keep them.
  */
 export const copyTo = (conn: ConnectionApi, sql: string, options?: CopyToOptions): Stream.Stream<Uint8Array, PgError> =>
-  copyOut(conn, sql, options, false)
+  copyOut(conn, "pgfx.copyTo", sql, options, false)
 
 /**
  * COPY … TO STDOUT as a Stream of byte chunks: the payloads of each socket read joined into one buffer, so
@@ -786,10 +792,28 @@ export const copyTo = (conn: ConnectionApi, sql: string, options?: CopyToOptions
  * never written to again.
  */
 export const copyToBytes = (conn: ConnectionApi, sql: string, options?: CopyToOptions): Stream.Stream<Uint8Array, PgError> =>
-  copyOut(conn, sql, options, true)
+  copyOut(conn, "pgfx.copyToBytes", sql, options, true)
 
-const copyOut = (conn: ConnectionApi, sql: string, options: CopyToOptions | undefined, joined: boolean): Stream.Stream<Uint8Array, PgError> =>
-  copyOutWith<Uint8Array>(conn, sql, options, (queue, request) => queueSink(conn, queue, request, joined))
+const copyOut = (
+  conn: ConnectionApi,
+  spanName: string,
+  sql: string,
+  options: CopyToOptions | undefined,
+  joined: boolean
+): Stream.Stream<Uint8Array, PgError> =>
+  tracedStream(conn, spanName, sql, copyOutWith<Uint8Array>(conn, sql, options, (queue, request) => queueSink(conn, queue, request, joined)))
+
+/** `stream` inside a client span for `sql` (as `conn.internal.traced`): none without a tracing backend. */
+const tracedStream = <A, E>(conn: ConnectionApi, spanName: string, sql: string, stream: Stream.Stream<A, E>): Stream.Stream<A, E> =>
+  Stream.unwrap(
+    Effect.withFiber((fiber) =>
+      Effect.succeed(
+        fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer
+          ? stream
+          : Stream.withSpan(stream, spanName, { attributes: conn.internal.spanAttributes(sql), kind: "client" })
+      )
+    )
+  )
 
 /** COPY OUT whose payloads `makeSink` turns into the stream's items (in the reader). */
 const copyOutWith = <A>(
@@ -947,6 +971,7 @@ export const copyFromRows = <A = Record<string, unknown> | ReadonlyArray<unknown
       const sql = `COPY ${relation} (${columns.map(quoteIdentifier).join(", ")}) FROM STDIN (FORMAT binary)`
       return copyInSink<A>(
         conn,
+        "pgfx.copyFromRows",
         sql,
         (out, items) => {
           for (let i = 0; i < items.length; i++) {
@@ -1010,15 +1035,11 @@ export const copyToRows = <A = Record<string, unknown>>(
       }
       const columns = yield* Effect.forEach(fields, (f) => binaryColumn(conn, f.name, f.typeOid))
       const parser = new BinaryRowParser(columns, options?.rowMode ?? "object")
-      const ranges = copyOutWith<FrameRanges>(
-        conn,
-        `COPY (${select}) TO STDOUT (FORMAT binary)`,
-        options,
-        (queue, request) => rangesSink(conn, queue, request)
-      )
+      const copySql = `COPY (${select}) TO STDOUT (FORMAT binary)`
+      const ranges = copyOutWith<FrameRanges>(conn, copySql, options, (queue, request) => rangesSink(conn, queue, request))
       // Rows before an undecodable one are delivered first; the error ends the stream at the next pull.
       let failure: PgError | undefined
-      return Stream.transformPull(ranges, (pull) =>
+      return tracedStream(conn, "pgfx.copyToRows", copySql, Stream.transformPull(ranges, (pull) =>
         Effect.succeed(
           Effect.suspend(function loop(): Effect.Effect<Arr.NonEmptyReadonlyArray<A>, PgError | Done<void>> {
             if (failure !== undefined) return Effect.fail(failure)
@@ -1046,7 +1067,7 @@ export const copyToRows = <A = Record<string, unknown>>(
               }
             )
           })
-        )) as Stream.Stream<A, PgError>
+        )) as Stream.Stream<A, PgError>)
     })
   )
 

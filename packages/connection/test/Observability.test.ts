@@ -1,7 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Tracer } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { Effect, Stream, Tracer } from "effect"
 import { recordingTracer } from "@pgfx/testing/RecordingTracer"
 import * as Connection from "../src/Connection.ts"
+import { copyFrom, copyFromFile, copyFromRows, copyTo, copyToBytes, copyToRows } from "../src/Copy.ts"
 import { tcpConfig } from "./helpers.ts"
 
 describe("Connection: observability", () => {
@@ -69,12 +73,13 @@ describe("Connection: observability", () => {
           names.length = 0
           yield* conn.query("select 1 as one")
           yield* conn.simple("select 2")
+          yield* Stream.runDrain(copyTo(conn, "copy (select 1) to stdout"))
           yield* Effect.withSpan(conn.query("select 3 as three"), "caller")
         }))
       } finally {
         native.span = original
       }
-      // Only the caller's own span: none for the three statements.
+      // Only the caller's own span: none for the four statements.
       assert.deepStrictEqual(names, ["caller"])
       // With a backend installed, the same statements are traced (see the first test).
       const { spans, tracer } = recordingTracer()
@@ -83,6 +88,42 @@ describe("Connection: observability", () => {
         yield* conn.query("select 1 as one")
       }).pipe(Effect.withTracer(tracer)))
       assert.isTrue(spans.some((s) => s.name === "pgfx.query"))
+    }))
+
+  it.live("a client span per COPY (in, out, from a file, typed rows), ended with its outcome", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const file = Path.join(Os.tmpdir(), `pgfx-span-${process.pid}.tsv`)
+      Fs.writeFileSync(file, "1\n2\n")
+      yield* Effect.scoped(Effect.gen(function*() {
+        const conn = yield* Connection.make(tcpConfig("scram"))
+        yield* conn.simple("create temp table spans_t(i int)")
+        yield* Stream.make("3\n").pipe(Stream.run(copyFrom(conn, "copy spans_t from stdin")))
+        yield* copyFromFile(conn, "copy spans_t (i) from stdin", file)
+        yield* Stream.make({ i: 4 }).pipe(Stream.run(copyFromRows(conn, "spans_t", ["i"])))
+        yield* Stream.runDrain(copyTo(conn, "copy spans_t to stdout"))
+        yield* Stream.runDrain(copyToBytes(conn, "copy spans_t to stdout (format csv)"))
+        yield* Stream.runDrain(copyToRows(conn, "spans_t"))
+        yield* Effect.flip(Stream.make("x\n").pipe(Stream.run(copyFrom(conn, "copy spans_t from stdin (format text)"))))
+      }).pipe(Effect.ensuring(Effect.sync(() => Fs.rmSync(file, { force: true }))), Effect.withTracer(tracer)))
+      const copies = spans.filter((s) => s.name.startsWith("pgfx.copy"))
+      assert.deepStrictEqual(copies.map((s) => s.name), [
+        "pgfx.copyFrom",
+        "pgfx.copyFromFile",
+        "pgfx.copyFromRows",
+        "pgfx.copyTo",
+        "pgfx.copyToBytes",
+        "pgfx.copyToRows",
+        "pgfx.copyFrom"
+      ])
+      for (const span of copies) {
+        assert.strictEqual(span.kind, "client")
+        assert.strictEqual(span.attributes.get("db.system.name"), "postgresql")
+        assert.match(String(span.attributes.get("db.query.text")), /^COPY /i)
+        assert.strictEqual(span.status._tag, "Ended")
+      }
+      const outcomes = copies.map((s) => (s.status._tag === "Ended" ? s.status.exit._tag : "open"))
+      assert.deepStrictEqual(outcomes, ["Success", "Success", "Success", "Success", "Success", "Success", "Failure"])
     }))
 
   it.live("connection errors never carry the password", () =>
