@@ -19,7 +19,7 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type * as Tls from "node:tls"
-import { Cause, Context, Duration, Effect, Exit, Layer, Queue, Redacted, Scope, Stream, Tracer } from "effect"
+import { Cause, Context, Duration, Effect, Exit, type Fiber, Layer, Queue, Redacted, Scope, Stream, Tracer } from "effect"
 import type * as Config from "effect/Config"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { decodeBackend } from "@pgfx/codec/BackendMessage"
@@ -191,8 +191,8 @@ export interface ConnectionInternal {
    * built on the wire.
    */
   readonly traced: <A, E, R>(effect: Effect.Effect<A, E, R>, name: string, sql: string) => Effect.Effect<A, E, R>
-  /** The span attributes `traced` uses for `sql` (for spans made around streams). */
-  readonly spanAttributes: (sql: string) => Record<string, unknown>
+  /** `stream` inside such a span, over its whole lifetime (none without a tracing backend). */
+  readonly tracedStream: <A, E, R>(stream: Stream.Stream<A, E, R>, name: string, sql: string) => Stream.Stream<A, E, R>
   /** Runs a request with the pipeline-depth permit held and the safe-cancel protocol on interruption. */
   readonly run: <A>(
     build: (resume: (effect: Effect.Effect<A, PgError>) => void) => { request: import("./Wire.ts").Pending & { abandoned: boolean }; bytes: Uint8Array | undefined }
@@ -747,14 +747,17 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
     "server.address": endpoint.host,
     "server.port": endpoint.port
   })
+  // With no tracing backend installed (effect's native tracer) a span is made for nobody: it is not the
+  // statement's parent, so nothing could read it. Effect documents this comparison for skipping such work.
+  const tracing = (fiber: Fiber.Fiber<unknown, unknown>) => fiber.getRef(Tracer.Tracer) !== Tracer.nativeTracer
   const tracedAlways = <A, E, R>(effect: Effect.Effect<A, E, R>, name: string, sql: string): Effect.Effect<A, E, R> =>
     Effect.withFiber((fiber) =>
-      // With no tracing backend installed (effect's native tracer) the span is made for nobody: it is not the
-      // statement's parent, so nothing could read it. Effect documents this comparison for skipping such work.
-      fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer
-        ? effect
-        : Effect.useSpan(name, { attributes: spanAttributes(sql), kind: "client" }, () => effect)
+      tracing(fiber) ? Effect.useSpan(name, { attributes: spanAttributes(sql), kind: "client" }, () => effect) : effect
     )
+  const tracedStream = <A, E, R>(stream: Stream.Stream<A, E, R>, name: string, sql: string): Stream.Stream<A, E, R> =>
+    Stream.unwrap(Effect.withFiber((fiber) =>
+      Effect.succeed(tracing(fiber) ? Stream.withSpan(stream, name, { attributes: spanAttributes(sql), kind: "client" }) : stream)
+    ))
   const traced = <A, E>(effect: Effect.Effect<A, E>, name: string, sql: string, options: QueryOptions | undefined) =>
     options?.span === false ? effect : tracedAlways(effect, name, sql)
 
@@ -955,7 +958,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
       context: contexts.object,
       cancelTarget,
       traced: tracedAlways,
-      spanAttributes,
+      tracedStream,
       run: run as never,
       cancelsInFlight: () => cancelsInFlight,
       addNotificationListener: (f) => {

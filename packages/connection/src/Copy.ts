@@ -30,7 +30,7 @@
  */
 import { Buffer } from "node:buffer"
 import * as Fs from "node:fs"
-import { Cause, Effect, Queue, Scope, type Schema, Sink, Stream, Tracer } from "effect"
+import { Cause, Effect, Queue, Scope, type Schema, Sink, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import type { Done } from "effect/Cause"
 import * as SchemaRuntime from "effect/Schema"
@@ -556,7 +556,8 @@ export const copyFrom = (
     }
   }, options)
 
-export interface CopyFromFileOptions extends CopyFromOptions {
+/** `highWaterMark` as for `copyFrom`; each read is one CopyData message, so `readSize` is the message size. */
+export interface CopyFromFileOptions extends Pick<CopyFromOptions, "highWaterMark"> {
   /**
    * Bytes read from the file at a time, each read sent as one CopyData message. Default 1 MiB: every read
    * is a round trip to libuv's thread pool, which costs more CPU than the read itself (B4, 4-round runs
@@ -566,8 +567,9 @@ export interface CopyFromFileOptions extends CopyFromOptions {
   readonly readSize?: number | undefined
   /**
    * Read the file on the event loop (`readSync`), as psql does, instead of through libuv's thread pool.
-   * Measured on the B4 benchmark with 64 KiB reads: 0.16 → 0.10 µs of client CPU per row. Only for a process with nothing else to do
-   * meanwhile (a CLI, a batch job): while a read waits for the disk, every fiber of the process waits.
+   * Measured on the B4 benchmark with 64 KiB reads: 0.16 → 0.10 µs of client CPU per row. Only for a
+   * process with nothing else to do meanwhile (a CLI, a batch job): while a read waits for the disk, every
+   * fiber of the process waits.
    * Default false.
    */
   readonly blockingReads?: boolean | undefined
@@ -801,19 +803,7 @@ const copyOut = (
   options: CopyToOptions | undefined,
   joined: boolean
 ): Stream.Stream<Uint8Array, PgError> =>
-  tracedStream(conn, spanName, sql, copyOutWith<Uint8Array>(conn, sql, options, (queue, request) => queueSink(conn, queue, request, joined)))
-
-/** `stream` inside a client span for `sql` (as `conn.internal.traced`): none without a tracing backend. */
-const tracedStream = <A, E>(conn: ConnectionApi, spanName: string, sql: string, stream: Stream.Stream<A, E>): Stream.Stream<A, E> =>
-  Stream.unwrap(
-    Effect.withFiber((fiber) =>
-      Effect.succeed(
-        fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer
-          ? stream
-          : Stream.withSpan(stream, spanName, { attributes: conn.internal.spanAttributes(sql), kind: "client" })
-      )
-    )
-  )
+  conn.internal.tracedStream(copyOutWith<Uint8Array>(conn, sql, options, (queue, request) => queueSink(conn, queue, request, joined)), spanName, sql)
 
 /** COPY OUT whose payloads `makeSink` turns into the stream's items (in the reader). */
 const copyOutWith = <A>(
@@ -1039,7 +1029,7 @@ export const copyToRows = <A = Record<string, unknown>>(
       const ranges = copyOutWith<FrameRanges>(conn, copySql, options, (queue, request) => rangesSink(conn, queue, request))
       // Rows before an undecodable one are delivered first; the error ends the stream at the next pull.
       let failure: PgError | undefined
-      return tracedStream(conn, "pgfx.copyToRows", copySql, Stream.transformPull(ranges, (pull) =>
+      return conn.internal.tracedStream(Stream.transformPull(ranges, (pull) =>
         Effect.succeed(
           Effect.suspend(function loop(): Effect.Effect<Arr.NonEmptyReadonlyArray<A>, PgError | Done<void>> {
             if (failure !== undefined) return Effect.fail(failure)
@@ -1067,7 +1057,7 @@ export const copyToRows = <A = Record<string, unknown>>(
               }
             )
           })
-        )) as Stream.Stream<A, PgError>)
+        )) as Stream.Stream<A, PgError>, "pgfx.copyToRows", copySql)
     })
   )
 

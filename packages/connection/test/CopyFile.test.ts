@@ -24,6 +24,14 @@ const writeFile = (name: string, rows: number): { path: string; md5: string } =>
 
 const openFds = () => Fs.readdirSync("/proc/self/fd").length
 
+/** After a failed or interrupted copy: no file left open and no row in `table`. */
+const nothingCopied = (conn: Connection.ConnectionApi, table: string, fdsBefore: number) =>
+  Effect.gen(function*() {
+    assert.strictEqual(openFds(), fdsBefore, "the file was closed")
+    const r = yield* conn.query(`select count(*)::int as n from ${table}`)
+    assert.deepStrictEqual(r.rows, [{ n: 0 }])
+  })
+
 const tableMd5 = (conn: Connection.ConnectionApi, table: string) =>
   Effect.map(
     conn.query<{ md5: string; n: number }>(`select md5(string_agg(id || E'\\t' || t, E'\\n' order by id)) as md5, count(*)::int as n from ${table}`),
@@ -110,9 +118,7 @@ describe("copyFromFile", () => {
       const err = yield* Effect.flip(copyFromFile(conn, "copy cfr from stdin", dir))
       assert.strictEqual(err._tag, "CopyFileError")
       if (err._tag === "CopyFileError") assert.strictEqual(err.reason, "Read")
-      assert.strictEqual(openFds(), before)
-      const r = yield* conn.query("select count(*)::int as n from cfr")
-      assert.deepStrictEqual(r.rows, [{ n: 0 }])
+      yield* nothingCopied(conn, "cfr", before)
     }))
 
   it.live("a bad row fails with the server's error and its line; the file is closed and the connection usable", () =>
@@ -128,9 +134,7 @@ describe("copyFromFile", () => {
         assert.strictEqual(err.code, "22P02")
         assert.match(err.where ?? "", /COPY cfb, line 40000/)
       }
-      assert.strictEqual(openFds(), before)
-      const r = yield* conn.query("select count(*)::int as n from cfb")
-      assert.deepStrictEqual(r.rows, [{ n: 0 }])
+      yield* nothingCopied(conn, "cfb", before)
     }))
 
   it.live("interrupting it sends CopyFail, closes the file, and the next query works", () =>
@@ -143,9 +147,7 @@ describe("copyFromFile", () => {
       yield* Effect.sleep("30 millis")
       assert.isUndefined(fiber.pollUnsafe(), "the copy was still running when interrupted")
       yield* Fiber.interrupt(fiber)
-      assert.strictEqual(openFds(), before)
-      const r = yield* conn.query("select count(*)::int as n from cfi")
-      assert.deepStrictEqual(r.rows, [{ n: 0 }])
+      yield* nothingCopied(conn, "cfi", before)
       assert.strictEqual(conn.transactionStatus(), "I")
     }))
 })

@@ -151,9 +151,9 @@ const importData = (args: CopyArgs, path: string) =>
     const conn = yield* Connection.make(toConfigInput(args.conninfo, args))
     const progress = new ProgressBar({ quiet: args.quiet, totalBytes, label: "import" })
     const start = Date.now()
-    const counted = inputStream(path).pipe(
-      Stream.tap((chunk) => Effect.sync(() => progress.update(args.format === "binary" ? 0 : countNewlines(chunk), chunk.length)))
-    )
+    const count = (chunk: Uint8Array) => progress.update(args.format === "binary" ? 0 : countNewlines(chunk), chunk.length)
+    const counted = inputStream(path).pipe(Stream.tap((chunk) => Effect.sync(() => count(chunk))))
+    const copySql = `COPY ${table} FROM STDIN ${copyOptions(args.format, args.header)}`
     let rows: number
     if (args.format === "ndjson") {
       // Each line lands in a temporary jsonb column, then jsonb_populate_record maps it onto the table's
@@ -175,12 +175,9 @@ const importData = (args: CopyArgs, path: string) =>
     } else if (path !== "-") {
       // A file goes straight into CopyData messages (no Node stream); reads may block the event loop,
       // which has nothing else to do here (see copyFromFile's blockingReads).
-      rows = yield* copyFromFile(conn, `COPY ${table} FROM STDIN ${copyOptions(args.format, args.header)}`, path, {
-        blockingReads: true,
-        onRead: (chunk) => progress.update(args.format === "binary" ? 0 : countNewlines(chunk), chunk.length)
-      }).pipe(Effect.catchTag("CopyFileError", (e) => Effect.fail(new CliFailure({ message: e.message, cause: e }))))
+      rows = yield* copyFromFile(conn, copySql, path, { blockingReads: true, onRead: count }).pipe(Effect.catchTag("CopyFileError", (e) => Effect.fail(new CliFailure({ message: e.message, cause: e }))))
     } else {
-      rows = yield* Stream.run(counted, copyFrom(conn, `COPY ${table} FROM STDIN ${copyOptions(args.format, args.header)}`))
+      rows = yield* Stream.run(counted, copyFrom(conn, copySql))
     }
     progress.rows = rows
     progress.done()
