@@ -205,7 +205,10 @@ export const runWorker = (
     // PGFX_BENCH_NODE_FLAGS: extra V8/Node flags for the workers only (e.g. --trace-gc, which NODE_OPTIONS refuses).
     const extra = (process.env["PGFX_BENCH_NODE_FLAGS"] ?? "").split(/\s+/).filter((f) => f !== "")
     const args = ["--expose-gc", ...extra, WORKER, bench, contender]
-    const [cmd, argv] = ctx.pinned ? ["taskset", ["-c", "1", node, ...args]] : [node, args]
+    // PGFX_BENCH_WRAPPER: a command the workers run under (e.g. "strace -f -c -o /tmp/st"), for diagnostics.
+    const wrapper = (process.env["PGFX_BENCH_WRAPPER"] ?? "").split(/\s+/).filter((f) => f !== "")
+    const inner = [...wrapper, node, ...args]
+    const [cmd, argv] = ctx.pinned ? ["taskset", ["-c", "1", ...inner]] : [inner[0]!, inner.slice(1)]
     const child = ChildProcess.spawn(cmd, argv, {
       env: { ...process.env, PGFX_BENCH_CONTEXT: JSON.stringify(ctx) },
       stdio: ["ignore", "pipe", "pipe"]

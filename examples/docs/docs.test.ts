@@ -54,6 +54,13 @@ describe("examples run against PostgreSQL 18", () => {
       assert.strictEqual(yield* program, 100_000 * 100_001)
     }))
 
+  it.live("forEach: 500,000 rows through a callback", () =>
+    Effect.gen(function*() {
+      const { program } = yield* Effect.promise(() => import("./foreach.ts"))
+      // 'item ' (5 characters) + up to 96 x's.
+      assert.deepStrictEqual(yield* program, { rows: 500_000, longest: 101 })
+    }))
+
   it.live("cursor: three batches taken, then the connection is free", () =>
     Effect.gen(function*() {
       const { program } = yield* Effect.promise(() => import("./cursor.ts"))

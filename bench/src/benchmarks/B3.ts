@@ -59,6 +59,27 @@ const pgfxStream = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   )
 }
 
+/** pgfx `forEach`: a plain callback per row, called as rows are decoded (postgres.js' `.forEach`). */
+const pgfxForEach = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const Effect = await import("effect/Effect")
+  const Connection = await import("@pgfx/connection/Connection")
+  return Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function*() {
+        const conn = yield* Connection.make(pgfxInput(ctx, "tcp"))
+        const run = (sql: string, tally: Tally) => conn.forEach<Record<string, unknown>>(sql, (row) => tally.add(row))
+        const warm = new Tally()
+        yield* run(sqlFor(WARMUP_ROWS), warm)
+        warm.finish(WARMUP_ROWS)
+        const tally = new Tally()
+        const stop = startTimer()
+        yield* run(SQL, tally)
+        return stop(ROWS, undefined, tally.finish(ROWS))
+      })
+    )
+  )
+}
+
 const pgfxQuery = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
   const Connection = await import("@pgfx/connection/Connection")
@@ -224,6 +245,7 @@ const IDLE = "RSS reference: client loaded and connected, one SELECT 1"
 
 const contenders: ReadonlyArray<Contender> = [
   { id: "pgfx-stream", label: "pgfx stream", group: STREAMED, isPgfx: true, run: pgfxStream },
+  { id: "pgfx-foreach", label: "pgfx forEach (a callback per row)", group: STREAMED, isPgfx: true, run: pgfxForEach },
   { id: "postgres-foreach", label: "postgres.js .forEach", group: STREAMED, run: postgresForEach },
   { id: "postgres-cursor", label: "postgres.js .cursor(1000)", group: STREAMED, run: postgresCursor },
   { id: "pg-cursor", label: "pg + pg-cursor (1000)", group: STREAMED, run: pgCursor },
@@ -247,6 +269,8 @@ export const benchmark: Benchmark = {
   goals: [
     { _tag: "Ratio", label: "streamed: pgfx vs postgres.js .forEach", pgfx: "pgfx-stream", peers: ["postgres-foreach"], atLeast: 1.0 },
     { _tag: "Rss", label: "streamed: pgfx peak RSS", contender: "pgfx-stream", maxMB: 80 },
+    { _tag: "Ratio", label: "streamed: pgfx forEach vs postgres.js .forEach", pgfx: "pgfx-foreach", peers: ["postgres-foreach"], atLeast: 1.0 },
+    { _tag: "Rss", label: "streamed: pgfx forEach peak RSS", contender: "pgfx-foreach", maxMB: 80 },
     { _tag: "Ratio", label: "buffered: pgfx vs pg", pgfx: "pgfx-query", peers: ["pg"], atLeast: 1.5 }
   ]
 }

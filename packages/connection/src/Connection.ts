@@ -19,7 +19,7 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type * as Tls from "node:tls"
-import { Cause, Context, Duration, Effect, Exit, type Fiber, Layer, Queue, Redacted, Scope, Stream, Tracer } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, type Fiber, Layer, Queue, Redacted, Scope, Stream, Tracer } from "effect"
 import type * as Config from "effect/Config"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { decodeBackend } from "@pgfx/codec/BackendMessage"
@@ -53,6 +53,7 @@ import {
   CursorRequest,
   decodeRawRows,
   FrameRangeCollector,
+  rowDecodeError,
   PrepareRequest,
   QueryRequest,
   type QueryResult,
@@ -132,6 +133,21 @@ export interface ConnectionApi {
   readonly simple: (sql: string, options?: QueryOptions) => Effect.Effect<ReadonlyArray<QueryResult>, PgError>
   /** Rows as a stream with backpressure: while the consumer is slow, the socket is paused. */
   readonly stream: <A = Row>(sql: string, params?: ReadonlyArray<unknown>, options?: StreamOptions) => Stream.Stream<A, PgError>
+  /**
+   * Hands every row to `f` as it is decoded, on the connection's reader (postgres.js' `.forEach`): no
+   * queue, no effect per row, each row garbage once `f` returns, so memory stays at a socket chunk however
+   * large the result. `f` runs synchronously and sets the pace (the socket is read no faster than it
+   * returns); for work that waits, use `stream`. If `f` throws, no further row is decoded, the statement is
+   * cancelled on the server as an interrupted query is, and the effect dies with what `f` threw; a row that
+   * cannot be decoded fails it with a ProtocolError the same way. Succeeds with the command's result (its
+   * tag and row count; `rows` is empty).
+   */
+  readonly forEach: <A = Row>(
+    sql: string,
+    f: (row: A) => void,
+    params?: ReadonlyArray<unknown>,
+    options?: QueryOptions
+  ) => Effect.Effect<QueryResult<never>, PgError>
   /**
    * An explicit pipeline: every statement of every segment is written at once; each segment ends with a
    * Sync. PostgreSQL's semantics: an error skips the rest of its segment (and rolls back the segment's
@@ -835,6 +851,52 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
       })
     )
 
+  const forEach = <A = Row>(
+    sql: string,
+    f: (row: A) => void,
+    params: ReadonlyArray<unknown> = [],
+    options?: QueryOptions
+  ): Effect.Effect<QueryResult<never>, PgError> =>
+    traced(
+      withTimeout(
+        Effect.suspend(() => {
+          // Set in the reader when `f` throws or a row cannot be decoded; from then on rows are skipped.
+          let stopped: Exit.Exit<never, PgError> | undefined
+          const stop = Deferred.makeUnsafe<never, PgError>()
+          const sink: RowSink = {
+            push: () => {},
+            pushRaw: (decoder, buf, start, end) => {
+              if (stopped !== undefined) return
+              let row: unknown
+              try {
+                row = decoder.decode(buf, start, end)
+              } catch (e) {
+                stopped = Exit.fail(rowDecodeError(e))
+                Deferred.doneUnsafe(stop, stopped)
+                return
+              }
+              try {
+                f(row as A)
+              } catch (e) {
+                stopped = Exit.die(e)
+                Deferred.doneUnsafe(stop, stopped)
+              }
+            }
+          }
+          // The stop wins the race (the statement is interrupted: abandoned, and cancelled on the server when
+          // it is the last one on the wire); whatever the race returns, a stop is the outcome.
+          return Effect.flatMap(
+            Effect.exit(Effect.raceFirst(runQuery<never>(sql, params, options, sink), Deferred.await(stop))),
+            (exit) => stopped ?? exit
+          )
+        }),
+        options
+      ),
+      "pgfx.forEach",
+      sql,
+      options
+    )
+
   const pipeline = (segments: ReadonlyArray<ReadonlyArray<PipelineStatement>>, options?: QueryOptions) =>
     Effect.gen(function*() {
       // Prepare every distinct statement first (these pipeline too), then write all segments at once.
@@ -942,6 +1004,7 @@ export const make = Effect.fnUntraced(function*(input: ConnectionInput, options?
     query,
     simple,
     stream,
+    forEach,
     pipeline,
     cursor,
     prepare,

@@ -713,7 +713,9 @@ const queueSink = (
       },
       flush() {
         if (sources.length === 0) return
-        const out = request.abandoned ? undefined : new Uint8Array(total)
+        // A Buffer (a Uint8Array) as Node's own streams hand out: not zero-filled before the copy overwrites
+        // it, and the consumer gets Buffer's native indexOf/toString.
+        const out = request.abandoned ? undefined : Buffer.allocUnsafe(total)
         if (out !== undefined) {
           let pos = 0
           for (let i = 0; i < sources.length; i++) pos += copyBytes.call(sources[i]!, out, pos, bounds[2 * i]!, bounds[2 * i + 1]!)

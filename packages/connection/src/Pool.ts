@@ -88,6 +88,13 @@ export interface PgPoolApi {
   readonly simple: (sql: string, options?: QueryOptions) => Effect.Effect<ReadonlyArray<QueryResult>, PgError>
   /** Rows with backpressure; the stream pins a session until it ends. */
   readonly stream: <A = Row>(sql: string, params?: ReadonlyArray<unknown>, options?: StreamOptions) => Stream.Stream<A, PgError>
+  /** `Connection.forEach` on a shared session: a synchronous callback per row, as rows are decoded. */
+  readonly forEach: <A = Row>(
+    sql: string,
+    f: (row: A) => void,
+    params?: ReadonlyArray<unknown>,
+    options?: QueryOptions
+  ) => Effect.Effect<QueryResult<never>, PgError>
   readonly pipeline: (
     segments: ReadonlyArray<ReadonlyArray<PipelineStatement>>,
     options?: QueryOptions
@@ -454,6 +461,8 @@ export const make = (
       query: <A = Row>(sql: string, params?: ReadonlyArray<unknown>, options?: QueryOptions) =>
         shared((c) => c.query<A>(sql, params, options)),
       simple: (sql, options) => shared((c) => c.simple(sql, options)),
+      forEach: <A = Row>(sql: string, f: (row: A) => void, params?: ReadonlyArray<unknown>, options?: QueryOptions) =>
+        shared((c) => c.forEach<A>(sql, f, params, options)),
       pipeline: (segments, options) => shared((c) => c.pipeline(segments, options)),
       stream: <A = Row>(sql: string, params?: ReadonlyArray<unknown>, options?: StreamOptions) =>
         Stream.unwrap(

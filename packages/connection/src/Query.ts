@@ -100,11 +100,16 @@ export const decodeRawRows = (batch: RawRows, out: Array<unknown>): ProtocolErro
   try {
     for (let i = 0; i < bounds.length; i += 3) out.push(decoder.decode(sources[bounds[i]!]!, bounds[i + 1]!, bounds[i + 2]!))
   } catch (e) {
-    if (e instanceof ProtocolError) return e
-    return new ProtocolError({ reason: "InvalidValue", message: `a row could not be decoded: ${e instanceof Error ? e.message : String(e)}`, messageType: "D" })
+    return rowDecodeError(e)
   }
   return undefined
 }
+
+/** What a row decoder threw, as the ProtocolError a stream or `forEach` fails with. */
+export const rowDecodeError = (e: unknown): ProtocolError =>
+  e instanceof ProtocolError
+    ? e
+    : new ProtocolError({ reason: "InvalidValue", message: `a row could not be decoded: ${e instanceof Error ? e.message : String(e)}`, messageType: "D" })
 
 /** Where rows go: an array (buffered results) or a consumer (streams, COPY helpers). */
 export interface RowSink {

@@ -245,6 +245,110 @@ describe("Connection: streaming", () => {
     }))
 })
 
+describe("Connection: forEach (a callback per row, in the reader)", () => {
+  // The backend of `conn` is idle again (its statement ended or was cancelled) within ~2 s.
+  const idleSoon = (observer: Connection.ConnectionApi, pid: number) =>
+    Effect.gen(function*() {
+      let state = ""
+      for (let i = 0; i < 100 && state !== "idle"; i++) {
+        const r = yield* observer.query<{ s: string | null }>("select state as s from pg_stat_activity where pid = $1", [pid])
+        state = r.rows[0]?.s ?? ""
+        if (state !== "idle") yield* Effect.sleep(Duration.millis(20))
+      }
+      return state
+    })
+
+  it.live("hands every row to the callback in order and returns the command's tag and count", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      let n = 0
+      let inOrder = true
+      const r = yield* conn.forEach<{ i: number; t: string }>(
+        "select i, 'row ' || i as t from generate_series(1, $1::int) i",
+        (row) => {
+          n++
+          if (row.i !== n || row.t !== `row ${n}`) inOrder = false
+        },
+        [300_000]
+      )
+      assert.strictEqual(n, 300_000)
+      assert.isTrue(inOrder)
+      assert.strictEqual(r.command, "SELECT")
+      assert.strictEqual(r.rowCount, 300_000)
+      assert.strictEqual(r.rows.length, 0)
+      const arrays: Array<ReadonlyArray<unknown>> = []
+      yield* conn.forEach<ReadonlyArray<unknown>>("select 1 as a, 'x' as b", (row) => void arrays.push(row), [], { rowMode: "array" })
+      assert.deepStrictEqual(arrays, [[1, "x"]])
+      const after = yield* conn.query("select 1 as x")
+      assert.deepStrictEqual(after.rows, [{ x: 1 }])
+    }))
+
+  it.live("a callback that throws: the effect dies with its error, no row after it, the statement is cancelled", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      const observer = yield* open(unixConfig())
+      const boom = new Error("stop at 1000")
+      let last = 0
+      // 100 million rows, produced one at a time (a set-returning function in the select list streams):
+      // read to the end, this would take minutes.
+      const exit = yield* Effect.exit(
+        conn.forEach<{ i: number }>("select generate_series(1, 100000000) as i", (row) => {
+          last = row.i
+          if (row.i === 1000) throw boom
+        })
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) assert.strictEqual(Cause.squash(exit.cause), boom)
+      assert.strictEqual(last, 1000)
+      assert.strictEqual(yield* idleSoon(observer, conn.info.processId), "idle")
+      const after = yield* conn.query("select 2 as x")
+      assert.deepStrictEqual(after.rows, [{ x: 2 }])
+    }))
+
+  it.live("a row that cannot be decoded fails it with a ProtocolError after the rows before it; the connection stays usable", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      const restore = refuseInt4(conn, 150000)
+      let seen = 0
+      const error = yield* Effect.flip(
+        conn.forEach<{ i: number }>("select i from generate_series(1, 300000) i", (row) => void (seen = row.i))
+      )
+      restore()
+      assert.strictEqual(error._tag, "ProtocolError")
+      assert.match(error.message, /value 150000 is refused/)
+      assert.strictEqual(seen, 149999)
+      const after = yield* conn.query("select 3 as x")
+      assert.deepStrictEqual(after.rows, [{ x: 3 }])
+    }))
+
+  it.live("a server error fails it with the PgServerError", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      let seen = 0
+      const error = yield* Effect.flip(conn.forEach("select 10 / (5 - i) as x from generate_series(1, 10) i", () => void seen++))
+      assert.strictEqual(error._tag, "PgServerError")
+      if (error._tag === "PgServerError") assert.strictEqual(error.code, "22012")
+      const after = yield* conn.query("select 4 as x")
+      assert.deepStrictEqual(after.rows, [{ x: 4 }])
+    }))
+
+  it.live("interrupting it cancels the statement on the server", () =>
+    Effect.gen(function*() {
+      const conn = yield* open(unixConfig())
+      const observer = yield* open(unixConfig())
+      let seen = 0
+      const fiber = yield* Effect.forkChild(conn.forEach("select generate_series(1, 100000000) as i", () => void seen++))
+      for (let i = 0; i < 200 && seen === 0; i++) yield* Effect.sleep(Duration.millis(10))
+      assert.isAbove(seen, 0)
+      yield* Fiber.interrupt(fiber)
+      const at = seen
+      assert.strictEqual(yield* idleSoon(observer, conn.info.processId), "idle")
+      assert.isBelow(at, 100000000)
+      const after = yield* conn.query("select 5 as x")
+      assert.deepStrictEqual(after.rows, [{ x: 5 }])
+    }))
+})
+
 describe("Connection: cursors (portal row limits)", () => {
   it.live("fetches in batches with PortalSuspended and returns every row in order", () =>
     Effect.gen(function*() {

@@ -17,12 +17,16 @@ describe("Connection: observability", () => {
         const conn = yield* Connection.make(config)
         yield* conn.query("select $1::text as secret_param", ["parameter-value"])
         yield* conn.simple("select 1")
+        yield* conn.forEach("select 2", () => {})
         yield* Effect.flip(conn.query("select 1/0"))
       }).pipe(Effect.withSpan("caller"), Effect.withTracer(tracer))
       const query = spans.find((s) => s.name === "pgfx.query")
       const simple = spans.find((s) => s.name === "pgfx.simple")
+      const forEach = spans.find((s) => s.name === "pgfx.forEach")
       assert.isDefined(query)
       assert.isDefined(simple)
+      assert.isDefined(forEach)
+      assert.strictEqual(forEach!.attributes.get("db.query.text"), "select 2")
       assert.strictEqual(query!.kind, "client")
       // Each statement's span is a child of the caller's span and ends with the statement's outcome.
       const caller = spans.find((s) => s.name === "caller")!

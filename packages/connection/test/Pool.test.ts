@@ -30,7 +30,7 @@ const eventually = <E>(check: Effect.Effect<boolean, E>, timeoutMs = 5_000) =>
   })
 
 describe("Pool: query surface", () => {
-  it.live("query, simple, pipeline and stream through the PgPool service", () =>
+  it.live("query, simple, pipeline, stream and forEach through the PgPool service", () =>
     Effect.gen(function*() {
       const pool = yield* Pool.PgPool
       const r = yield* pool.query<{ n: number }>("select $1::int + 1 as n", [41])
@@ -44,6 +44,10 @@ describe("Pool: query surface", () => {
       const all = rows
       assert.strictEqual(all.length, 5000)
       assert.strictEqual(all[4999]!.i, 5000)
+      let sum = 0
+      const each = yield* pool.forEach<{ i: number }>("select generate_series(1, $1::int) as i", (row) => void (sum += row.i), [5000])
+      assert.strictEqual(each.rowCount, 5000)
+      assert.strictEqual(sum, 5000 * 5001 / 2)
       const stats = yield* pool.stats
       assert.isAtMost(stats.open, 3)
       assert.strictEqual(stats.used, 0)
