@@ -109,6 +109,16 @@ export interface Benchmark {
  * ~400 MB of dead rows the timed section would otherwise pay to collect. Not by default: a forced full GC
  * also shrinks V8's young generation, so a streaming workload would then be timed while the heap regrows.
  */
+/** The process's read and write system calls so far (Linux /proc/self/io; zeros elsewhere). */
+const syscallCounts = (): { readonly reads: number; readonly writes: number } => {
+  try {
+    const io = Fs.readFileSync("/proc/self/io", "utf8")
+    return { reads: Number(/syscr: (\d+)/.exec(io)?.[1] ?? 0), writes: Number(/syscw: (\d+)/.exec(io)?.[1] ?? 0) }
+  } catch {
+    return { reads: 0, writes: 0 }
+  }
+}
+
 export const startTimer = (
   options?: { readonly collect?: boolean }
 ): ((ops: number, extra?: Record<string, number>, note?: string) => WorkerOutcome) => {
@@ -119,15 +129,17 @@ export const startTimer = (
   } catch {
     // not Linux, or not permitted: the peak then covers the whole process
   }
+  const io0 = syscallCounts()
   const cpu0 = process.cpuUsage()
   const t0 = process.hrtime.bigint()
   return (ops, extra, note) => {
     const t1 = process.hrtime.bigint()
     const cpu = process.cpuUsage(cpu0)
-    // PGFX_BENCH_MEMORY=1: the timed section's user/system CPU split and where the RSS is, on stderr
-    // (see PGFX_BENCH_WORKER_LOG).
+    // PGFX_BENCH_MEMORY=1: the timed section's user/system CPU split, its read/write system calls, and
+    // where the RSS is, on stderr (see PGFX_BENCH_WORKER_LOG).
     if (process.env["PGFX_BENCH_MEMORY"] === "1") {
-      process.stderr.write(`cpu user ${cpu.user} µs, system ${cpu.system} µs over ${ops} ops\n`)
+      const io1 = syscallCounts()
+      process.stderr.write(`cpu user ${cpu.user} µs, system ${cpu.system} µs over ${ops} ops; read syscalls ${io1.reads - io0.reads}, write syscalls ${io1.writes - io0.writes}\n`)
       dumpMemory()
     }
     const sample: Sample = {

@@ -11,6 +11,8 @@
  *   ids written), so every change is decoded and none is missing; the note shows one row's JS types.
  * - pgfx and pg-logical-replication decode typed values; pgwire's pgoutput decoder and pg_recvlogical
  *   (PostgreSQL 15, pgoutput proto_version 1, output to /dev/null) leave values as text / bytes.
+ * - The unix-socket group repeats pgfx and pg-logical-replication over the server's unix socket: the walsender
+ *   sends each change with its own send(), which costs the server less there than over TCP loopback.
  * - "pgfx slow consumer" sleeps 1 ms per 100 events (slower than the server): its peak RSS shows that a consumer
  *   slower than the server keeps memory flat (the socket pauses), not its throughput.
  */
@@ -135,10 +137,10 @@ async (ctx: BenchContext): Promise<WorkerOutcome> => {
 
 // --- pg-logical-replication -----------------------------------------------------------------------
 
-const pgLogicalReplication = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+const pgLogicalReplication = (via: "tcp" | "unix") => async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const { LogicalReplicationService, PgoutputPlugin } = await import("pg-logical-replication")
   const { default: pg } = await import("pg")
-  const config = { host: "127.0.0.1", port: ctx.port, user: ctx.user, database: ctx.database }
+  const config = { host: via === "unix" ? ctx.socketDir : "127.0.0.1", port: ctx.port, user: ctx.user, database: ctx.database }
   const admin = new pg.Client(config)
   await admin.connect()
   const exec: Exec = async (sql) => (await admin.query(sql)).rows
@@ -260,14 +262,18 @@ const pgRecvlogical = async (ctx: BenchContext): Promise<WorkerOutcome> => {
 // --- the benchmark --------------------------------------------------------------------------------
 
 const GROUP = "200,000 inserts in 4 transactions, acknowledged"
+const UNIX = "the same over the unix socket (the walsender's send per change is cheaper there)"
 const SLOW = "slow consumer (memory)"
 
 const contenders: ReadonlyArray<Contender> = [
   { id: "pgfx", label: "pgfx Logical (text values)", group: GROUP, isPgfx: true, run: pgfx({}) },
   { id: "pgfx-binary", label: "pgfx Logical (binary values)", group: GROUP, isPgfx: true, run: pgfx({ binary: true }) },
-  { id: "pg-logical-replication", label: "pg-logical-replication 2.5 (auto-ack off)", group: GROUP, run: pgLogicalReplication },
+  { id: "pg-logical-replication", label: "pg-logical-replication 2.5 (auto-ack off)", group: GROUP, run: pgLogicalReplication("tcp") },
   { id: "pgwire", label: "pgwire 0.8 pgoutputDecode (values as text)", group: GROUP, run: pgwire },
   { id: "pg_recvlogical", label: "pg_recvlogical 15 → /dev/null (no decoding)", group: GROUP, subprocess: true, run: pgRecvlogical },
+  { id: "pgfx-unix", label: "pgfx Logical (text values), unix socket", group: UNIX, isPgfx: true, run: pgfx({ via: "unix" }) },
+  { id: "pgfx-binary-unix", label: "pgfx Logical (binary values), unix socket", group: UNIX, isPgfx: true, run: pgfx({ binary: true, via: "unix" }) },
+  { id: "pg-logical-replication-unix", label: "pg-logical-replication 2.5 (auto-ack off), unix socket", group: UNIX, run: pgLogicalReplication("unix") },
   { id: "pgfx-slow", label: "pgfx, consumer sleeping 1 ms per 100 events", group: SLOW, isPgfx: true, run: pgfx({ slow: true }) }
 ]
 
@@ -303,6 +309,13 @@ export const benchmark: Benchmark = {
       peers: ["pg-logical-replication", "pgwire"],
       atLeast: 1.4,
       metric: "cpu"
+    },
+    {
+      _tag: "Ratio",
+      label: "unix socket: pgfx vs pg-logical-replication (the same goal, both over the unix socket)",
+      pgfx: "pgfx-unix",
+      peers: ["pg-logical-replication-unix"],
+      atLeast: 1.4
     },
     { _tag: "Cpu", label: "pgfx ≥ 650k changes per client CPU-second", contender: "pgfx", maxUsPerOp: 1e6 / 650_000 },
     { _tag: "Rss", label: "pgfx peak RSS", contender: "pgfx", maxMB: 100 },
