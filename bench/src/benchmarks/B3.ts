@@ -38,7 +38,11 @@ class Tally {
   }
 }
 
-const pgfxStream = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+/**
+ * pgfx streamed, either way a user consumes rows one at a time: `stream` with `Stream.runForEach`, or
+ * `forEach`, a plain callback called as rows are decoded (postgres.js' `.forEach`).
+ */
+const pgfxStreamed = (api: "stream" | "forEach") => async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
   const Stream = await import("effect/Stream")
   const Connection = await import("@pgfx/connection/Connection")
@@ -46,28 +50,10 @@ const pgfxStream = async (ctx: BenchContext): Promise<WorkerOutcome> => {
     Effect.scoped(
       Effect.gen(function*() {
         const conn = yield* Connection.make(pgfxInput(ctx, "tcp"))
-        const run = (sql: string, tally: Tally) => Stream.runForEach(conn.stream<Record<string, unknown>>(sql), (row) => Effect.sync(() => tally.add(row)))
-        const warm = new Tally()
-        yield* run(sqlFor(WARMUP_ROWS), warm)
-        warm.finish(WARMUP_ROWS)
-        const tally = new Tally()
-        const stop = startTimer()
-        yield* run(SQL, tally)
-        return stop(ROWS, undefined, tally.finish(ROWS))
-      })
-    )
-  )
-}
-
-/** pgfx `forEach`: a plain callback per row, called as rows are decoded (postgres.js' `.forEach`). */
-const pgfxForEach = async (ctx: BenchContext): Promise<WorkerOutcome> => {
-  const Effect = await import("effect/Effect")
-  const Connection = await import("@pgfx/connection/Connection")
-  return Effect.runPromise(
-    Effect.scoped(
-      Effect.gen(function*() {
-        const conn = yield* Connection.make(pgfxInput(ctx, "tcp"))
-        const run = (sql: string, tally: Tally) => conn.forEach<Record<string, unknown>>(sql, (row) => tally.add(row))
+        const run = (sql: string, tally: Tally): Effect.Effect<unknown, unknown> =>
+          api === "forEach"
+            ? conn.forEach<Record<string, unknown>>(sql, (row) => tally.add(row))
+            : Stream.runForEach(conn.stream<Record<string, unknown>>(sql), (row) => Effect.sync(() => tally.add(row)))
         const warm = new Tally()
         yield* run(sqlFor(WARMUP_ROWS), warm)
         warm.finish(WARMUP_ROWS)
@@ -244,8 +230,8 @@ const idleNode = async (): Promise<WorkerOutcome> => startTimer()(1)
 const IDLE = "RSS reference: client loaded and connected, one SELECT 1"
 
 const contenders: ReadonlyArray<Contender> = [
-  { id: "pgfx-stream", label: "pgfx stream", group: STREAMED, isPgfx: true, run: pgfxStream },
-  { id: "pgfx-foreach", label: "pgfx forEach (a callback per row)", group: STREAMED, isPgfx: true, run: pgfxForEach },
+  { id: "pgfx-stream", label: "pgfx stream", group: STREAMED, isPgfx: true, run: pgfxStreamed("stream") },
+  { id: "pgfx-foreach", label: "pgfx forEach (a callback per row)", group: STREAMED, isPgfx: true, run: pgfxStreamed("forEach") },
   { id: "postgres-foreach", label: "postgres.js .forEach", group: STREAMED, run: postgresForEach },
   { id: "postgres-cursor", label: "postgres.js .cursor(1000)", group: STREAMED, run: postgresCursor },
   { id: "pg-cursor", label: "pg + pg-cursor (1000)", group: STREAMED, run: pgCursor },
