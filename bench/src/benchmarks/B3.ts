@@ -50,7 +50,7 @@ const pgfxStreamed = (api: "stream" | "forEach") => async (ctx: BenchContext): P
     Effect.scoped(
       Effect.gen(function*() {
         const conn = yield* Connection.make(pgfxInput(ctx, "tcp"))
-        const run = (sql: string, tally: Tally): Effect.Effect<unknown, unknown> =>
+        const run = (sql: string, tally: Tally): import("effect/Effect").Effect<unknown, import("@pgfx/connection/PgError").PgError> =>
           api === "forEach"
             ? conn.forEach<Record<string, unknown>>(sql, (row) => tally.add(row))
             : Stream.runForEach(conn.stream<Record<string, unknown>>(sql), (row) => Effect.sync(() => tally.add(row)))
