@@ -1,6 +1,6 @@
 // COPY in both directions with backpressure: a Stream of CSV text into `copyFrom` (a Sink; the producer is
 // pulled only while the socket keeps up), a file into `copyFromFile` (read straight into CopyData
-// messages), and `copyTo` as a Stream of CopyData payloads (one per row).
+// messages), `copyTo` as a Stream of CopyData payloads (one per row), and `copyToFile` (a table into a file).
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -27,6 +27,11 @@ export const program = Effect.scoped(
       Stream.map((line) => decoder.decode(line).trimEnd().split("\t")),
       Stream.runCollect
     )
-    return { copied, fromFile, exported }
+
+    const out = Path.join(Os.tmpdir(), `readings-out-${process.pid}.csv`)
+    const toFile = yield* Copy.copyToFile(conn, "copy readings to stdout (format csv)", out)
+    const lines = Fs.readFileSync(out, "utf8").split("\n").length - 1
+    Fs.rmSync(out)
+    return { copied, fromFile, exported, toFile, lines }
   })
 )

@@ -83,12 +83,14 @@ describe("examples run against PostgreSQL 18", () => {
       assert.isBelow(result.elapsedMs, 10_000)
     }))
 
-  it.live("copy: 50,000 CSV rows and a 2-row file in, an aggregate out", () =>
+  it.live("copy: 50,000 CSV rows and a 2-row file in, an aggregate out, the table into a file", () =>
     Effect.gen(function*() {
       const { program } = yield* Effect.promise(() => import("./copy.ts"))
-      const { copied, fromFile, exported } = yield* program
+      const { copied, fromFile, exported, toFile, lines } = yield* program
       assert.strictEqual(copied, 50_000)
       assert.strictEqual(fromFile, 2)
+      assert.strictEqual(toFile, 50_002)
+      assert.strictEqual(lines, 50_002)
       // Sensor s gets the values i / 100 for i ≡ s (mod 10), i in 1..50000; the file adds 0.5 to sensor 1
       // and 0.25 to sensor 2.
       const expected = Array.from({ length: 10 }, (_, s) => {

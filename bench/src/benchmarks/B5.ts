@@ -1,7 +1,7 @@
 /**
  * B5: COPY TO STDOUT of a 1,000,000-row table (the rows of B4's file: int, text, timestamptz, float8, md5
  * text), the data counted and dropped, beside pg-copy-streams, postgres.js `.readable()`, `psql \copy … to
- * '/dev/null'`, and the server writing to /dev/null itself.
+ * '/dev/null'`, and the server writing to /dev/null itself; and pgfx's `copyToFile` into '/dev/null' as psql.
  *
  * Invariants:
  * - The table is loaded once, before any worker (untimed, by the server from B4's data file).
@@ -11,6 +11,9 @@
  *   psql and the server-only figure are checked by their command tag (`COPY 1000000`).
  * - One untimed warm-up COPY of WARMUP_ROWS rows precedes the timed one.
  */
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import type { BenchContext, Benchmark, Contender, WorkerOutcome } from "../harness.ts"
 import { startTimer } from "../harness.ts"
 import { pgClient, postgresJs, type Via, withPgfx } from "../clients.ts"
@@ -50,6 +53,34 @@ const pgfx = (via: Via, api: "copyTo" | "copyToBytes" = "copyTo") => async (ctx:
           }))
       )
     return round(exec, copy)
+  })
+}
+
+/**
+ * pgfx `copyToFile` into '/dev/null', as psql's `\copy`: the warm-up goes to a real file, whose lines and
+ * bytes are checked; the timed COPY is checked by its row count and the table's text size.
+ */
+const pgfxFile = (blockingWrites: boolean) => async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const Effect = await import("effect/Effect")
+  const { copyToFile } = await import("@pgfx/connection/Copy")
+  return withPgfx(ctx, "tcp", async (conn, exec) => {
+    const warmFile = Path.join(Os.tmpdir(), `pgfx-b5-${process.pid}.tsv`)
+    try {
+      const warmRows = await Effect.runPromise(copyToFile(conn, WARM_SQL, warmFile, { blockingWrites }))
+      const warm = new LineCounter()
+      const fd = Fs.openSync(warmFile, "r")
+      const block = new Uint8Array(1 << 20)
+      for (let n = Fs.readSync(fd, block); n > 0; n = Fs.readSync(fd, block)) warm.add(block.subarray(0, n))
+      Fs.closeSync(fd)
+      if (warmRows !== WARMUP_ROWS || warm.lines !== WARMUP_ROWS) throw new Error(`warm-up wrote ${warm.lines} lines (${warmRows} rows)`)
+    } finally {
+      Fs.rmSync(warmFile, { force: true })
+    }
+    const stop = startTimer()
+    const rows = await Effect.runPromise(copyToFile(conn, COPY_SQL, "/dev/null", { blockingWrites }))
+    const outcome = stop(ROWS)
+    if (rows !== ROWS) throw new Error(`copyToFile reported ${rows} rows`)
+    return withBytes(outcome, Number(await exec(copyOutBytesSql(TABLE))))
   })
 }
 
@@ -102,6 +133,8 @@ const contenders: ReadonlyArray<Contender> = [
   { id: "pgfx", label: "pgfx copyTo (a payload per row)", group: GROUP, isPgfx: true, run: pgfx("tcp") },
   { id: "pgfx-bytes", label: "pgfx copyToBytes (a chunk per read)", group: GROUP, isPgfx: true, run: pgfx("tcp", "copyToBytes") },
   { id: "pgfx-unix", label: "pgfx copyTo, unix socket", group: GROUP, isPgfx: true, run: pgfx("unix") },
+  { id: "pgfx-file", label: "pgfx copyToFile → '/dev/null' (as psql)", group: GROUP, isPgfx: true, run: pgfxFile(false) },
+  { id: "pgfx-file-blocking", label: "pgfx copyToFile → '/dev/null', blockingWrites (psql's mode)", group: GROUP, isPgfx: true, run: pgfxFile(true) },
   { id: "pg-copy-streams", label: "pg 8.23 + pg-copy-streams 7", group: GROUP, run: pgCopyStreams },
   { id: "postgres", label: "postgres.js 3.4 .readable()", group: GROUP, run: postgresReadable },
   { id: "psql", label: "psql \\copy … to '/dev/null' (libpq)", group: GROUP, subprocess: true, run: psqlCopy },
@@ -132,6 +165,8 @@ export const benchmark: Benchmark = {
   goals: [
     { _tag: "Ratio", label: "pgfx copyTo vs psql \\copy", pgfx: "pgfx", peers: ["psql"], atLeast: 1.0 },
     { _tag: "Ratio", label: "pgfx copyTo vs psql \\copy", pgfx: "pgfx", peers: ["psql"], atLeast: 1.0, metric: "cpu" },
-    { _tag: "Ratio", label: "pgfx copyToBytes vs psql \\copy", pgfx: "pgfx-bytes", peers: ["psql"], atLeast: 1.0 }
+    { _tag: "Ratio", label: "pgfx copyToBytes vs psql \\copy", pgfx: "pgfx-bytes", peers: ["psql"], atLeast: 1.0 },
+    { _tag: "Ratio", label: "pgfx copyToFile vs psql \\copy, both to '/dev/null'", pgfx: "pgfx-file", peers: ["psql"], atLeast: 1.0 },
+    { _tag: "Ratio", label: "pgfx copyToFile vs psql \\copy, both to '/dev/null'", pgfx: "pgfx-file", peers: ["psql"], atLeast: 1.0, metric: "cpu" }
   ]
 }

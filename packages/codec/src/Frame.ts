@@ -91,6 +91,19 @@ export class Framer {
     return out
   }
 
+  /**
+   * Copies the unframed bytes that are still views of `chunk`'s memory. For a caller that reuses a chunk's
+   * memory once `push` returned (a socket's read buffer): call it right after that push.
+   */
+  ownPending(chunk: Uint8Array): void {
+    const parts = this.parts
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!
+      // A copy (not `slice`, which on a Node Buffer is a view).
+      if (part.buffer === chunk.buffer) parts[i] = new Uint8Array(part)
+    }
+  }
+
   push(chunk: Uint8Array, onFrame: FrameHandler): void {
     if (this.failure !== undefined) throw this.failure
     if (chunk.length === 0) return

@@ -102,6 +102,40 @@ describe("Framer: same frames at every split point", () => {
   })
 })
 
+describe("Framer: lent chunks (one read buffer reused for every chunk)", () => {
+  it("ownPending after each push keeps the frames intact while the buffer is overwritten, Buffer or Uint8Array", () => {
+    for (const reused of [Buffer.alloc(4096), new Uint8Array(4096)]) {
+      fc.assert(
+        fc.property(
+          fc.array(anyBackend, { minLength: 1, maxLength: 20 }).chain((messages) => {
+            const bytes = encodeBackendAll(messages)
+            return fc.tuple(fc.constant(bytes), randomCuts(bytes.length))
+          }),
+          ([bytes, cuts]) => {
+            const whole = frameAll([bytes])
+            const framer = new Framer()
+            const out: Array<RawFrame> = []
+            for (const piece of splitAt(bytes, cuts)) {
+              for (let at = 0; at < piece.length; at += reused.length) {
+                const n = Math.min(reused.length, piece.length - at)
+                reused.set(piece.subarray(at, at + n))
+                const chunk = reused.subarray(0, n)
+                framer.push(chunk, (type, buf, start, end) => out.push({ type, body: new Uint8Array(buf.subarray(start, end)) }))
+                framer.ownPending(chunk)
+                reused.fill(0x78) // the next read lands here
+              }
+            }
+            expect(out.map((f) => ({ type: f.type, body: Uint8Array.from(f.body) }))).toEqual(
+              whole.map((f) => ({ type: f.type, body: Uint8Array.from(f.body) }))
+            )
+          }
+        ),
+        { numRuns: 100 }
+      )
+    }
+  })
+})
+
 describe("Framer modes", () => {
   it("untyped: a startup packet, then a switch to typed inside the callback, at every split", () => {
     fc.assert(

@@ -9,18 +9,50 @@
  *   it once drained, so a slow consumer pauses the server instead of growing memory.
  * - `write` completes when the kernel accepted the bytes or, if the socket buffer is full, after
  *   'drain': the writer never queues more than one unflushed write on the socket.
+ * - A plain (TCP or unix) socket reads into one buffer of the transport's own (net's `onread`), reused for
+ *   every read: no Node stream machinery and no 64 KiB allocation per read. Each read is copied into an
+ *   exactly sized chunk, except while the reader accepts a *lent* chunk (see `lendable`): the view of the
+ *   read buffer is then handled at once and nothing of it may be kept past that call. A TLS socket (set
+ *   up over the plain one, or direct) delivers its own chunks through 'data' events.
  */
+import { Buffer } from "node:buffer"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
 import { Effect } from "effect"
 import { ConnectionError } from "./PgError.ts"
 
 export type TransportEvent =
-  | { readonly _tag: "Data"; readonly chunk: Uint8Array }
+  | {
+    readonly _tag: "Data"
+    readonly chunk: Uint8Array
+    /** A view of the transport's read buffer, overwritten by the next read: valid during its handling only. */
+    readonly lent?: true
+  }
   | { readonly _tag: "End" }
   | { readonly _tag: "Error"; readonly error: ConnectionError }
 
 const HIGH_WATER_CHUNKS = 16
+
+/** Reads below this size are copied into a slice of Node's buffer pool (`Buffer.allocUnsafe`'s 8 KiB slabs). */
+const SMALL_READ = 4096
+
+/** The read buffer of a plain socket: the most one read returns (net's own default read size). */
+export const READ_BUFFER_SIZE = 64 * 1024
+
+/**
+ * A plain socket's `onread` option, routed to the transport once it exists. Nothing arrives before
+ * 'connect' (the server speaks only after the client's first message), so the route is set in time.
+ */
+class ReadRoute {
+  transport: Transport | undefined
+  readonly option = {
+    buffer: Buffer.allocUnsafeSlow(READ_BUFFER_SIZE),
+    callback: (n: number, buf: Uint8Array): boolean => {
+      this.transport?.onRead(n, buf)
+      return true
+    }
+  }
+}
 
 export interface Endpoint {
   readonly kind: "tcp" | "unix"
@@ -38,15 +70,22 @@ export class Transport {
   tls = false
   peerCertificate: Uint8Array | undefined
 
-  constructor(socket: Net.Socket, endpoint: Endpoint) {
+  constructor(socket: Net.Socket, endpoint: Endpoint, route?: ReadRoute) {
     this.socket = socket
     this.endpoint = endpoint
+    if (route !== undefined) {
+      route.transport = this
+      this.route = route
+    }
     this.attach(socket)
   }
 
+  /** Set while the socket reads into the route's buffer (a plain socket, not yet upgraded to TLS). */
+  private route: ReadRoute | undefined
+
   private attach(socket: Net.Socket): void {
     socket.setNoDelay?.(true)
-    socket.on("data", this.onData)
+    if (this.route === undefined) socket.on("data", this.onData)
     socket.on("end", this.onEnd)
     socket.on("close", this.onEnd)
     socket.on("error", this.onError)
@@ -64,6 +103,32 @@ export class Transport {
    * returns false when its reader is busy, and the event then waits in the inbox in order.
    */
   direct: ((event: TransportEvent) => boolean) | undefined
+
+  /**
+   * Set by the wire: true while the request being read takes lent chunks (it copies whatever it keeps
+   * before returning), so a read may be handed on as a view of the read buffer instead of a copy.
+   */
+  lendable: (() => boolean) | undefined
+
+  /** Reads handed on as lent views (for tests and diagnostics). */
+  lentReads = 0
+
+  /** A plain socket's read of `n` bytes into the route's buffer `buf`. */
+  onRead(n: number, buf: Uint8Array): void {
+    if (this.inbox.length === 0 && this.direct !== undefined && this.lendable?.() === true) {
+      // Handled now or not at all: a lent view must not wait in the inbox for the next read to overwrite it.
+      if (this.direct({ _tag: "Data", chunk: buf.subarray(0, n), lent: true })) {
+        this.lentReads++
+        return
+      }
+    }
+    // Small reads: a slice of Node's shared pool (no allocation of its own). Larger ones: a buffer of their
+    // own, zero-filled then overwritten — measured (2 GB COPY OUT) to use less CPU and peak memory than
+    // Buffer.allocUnsafe's or Node's own read path, whose chunks' memory the allocator keeps longer.
+    const chunk = n < SMALL_READ ? Buffer.allocUnsafe(n) : Buffer.alloc(n)
+    chunk.set(n === buf.length ? buf : buf.subarray(0, n))
+    this.onData(chunk)
+  }
 
   private readonly onData = (chunk: Uint8Array): void => {
     const ev: TransportEvent = { _tag: "Data", chunk }
@@ -233,6 +298,9 @@ export class Transport {
     return Effect.callback<void, ConnectionError>((resume) => {
       const plain = this.socket
       this.detach(plain)
+      // From here TLS reads the plain socket; the transport gets TLS's chunks through 'data' events.
+      if (this.route !== undefined) this.route.transport = undefined
+      this.route = undefined
       let done = false
       let timer: ReturnType<typeof setTimeout> | undefined
       const tls = Tls.connect({ ...options, socket: plain })
@@ -308,6 +376,7 @@ export const connect = (options: ConnectOptions): Effect.Effect<Transport, Conne
     const { endpoint } = options
     const path = endpoint.kind === "unix" ? `${endpoint.host}/.s.PGSQL.${endpoint.port}` : undefined
     let socket: Net.Socket
+    let route: ReadRoute | undefined
     let done = false
     let timer: ReturnType<typeof setTimeout> | undefined
     const where = path ?? `${endpoint.host}:${endpoint.port}`
@@ -334,7 +403,7 @@ export const connect = (options: ConnectOptions): Effect.Effect<Transport, Conne
       if (timer !== undefined) clearTimeout(timer)
       socket.off("error", onError)
       if (options.keepAlive !== undefined) socket.setKeepAlive(true, options.keepAlive.initialDelayMs)
-      const t = new Transport(socket, endpoint)
+      const t = new Transport(socket, endpoint, route)
       if (options.directTls !== undefined) {
         t.tls = true
         const cert = (socket as Tls.TLSSocket).getPeerX509Certificate?.()
@@ -352,7 +421,10 @@ export const connect = (options: ConnectOptions): Effect.Effect<Transport, Conne
         })
         socket.once("secureConnect", onConnect)
       } else {
-        socket = path === undefined ? Net.connect({ host: endpoint.host, port: endpoint.port }) : Net.connect({ path })
+        route = new ReadRoute()
+        socket = path === undefined
+          ? Net.connect({ host: endpoint.host, port: endpoint.port, onread: route.option })
+          : Net.connect({ path, onread: route.option })
         socket.once("connect", onConnect)
       }
     } catch (err) {

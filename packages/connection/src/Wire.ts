@@ -42,6 +42,13 @@ export interface Pending {
   afterChunk?(): void
   /** True for a request that must have the wire to itself until it completes (see the module header). */
   readonly exclusive?: boolean
+  /**
+   * True for a request that copies whatever it keeps of a frame before `onFrame` / `afterChunk` return: its
+   * socket reads may then be lent (views of the transport's read buffer, see Transport.ts) instead of copied.
+   * Only sound for an exclusive request: nothing but its own frames and asynchronous messages (decoded at
+   * once) can share its chunks.
+   */
+  readonly takesLentChunks?: boolean
 }
 
 export interface AsyncHandlers {
@@ -370,6 +377,7 @@ export class Wire {
       try {
         this.framer.push(ev.chunk, this.onFrame)
         this.pending.peek()?.afterChunk?.()
+        if (ev.lent === true) this.framer.ownPending(ev.chunk)
       } catch (e) {
         this.fail(toWireError(e))
       }
@@ -401,6 +409,9 @@ export class Wire {
     return true
   }
 
+  /** The transport may lend its read buffer while the request at the head copies what it keeps. */
+  private readonly lendable = (): boolean => this.failure === undefined && this.pending.peek()?.takesLentChunks === true
+
   private readonly readerWork: Effect.Effect<void> = Effect.callback<void>((resume) => {
     if (this.readerBusy || this.failure !== undefined) return resume(Effect.void)
     this.readerWaiting = () => resume(Effect.void)
@@ -416,6 +427,7 @@ export class Wire {
    */
   readonly readLoop: Effect.Effect<void> = Effect.suspend(() => {
     this.transport.direct = this.direct
+    this.transport.lendable = this.lendable
     const drain: Effect.Effect<void> = Effect.suspend(() => {
       if (this.failure !== undefined) return Effect.void
       if (this.flushes.length > 0) {

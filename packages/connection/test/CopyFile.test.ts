@@ -5,9 +5,9 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { copyFromFile } from "../src/Copy.ts"
+import { copyFromFile, copyToFile } from "../src/Copy.ts"
 import * as Connection from "../src/Connection.ts"
-import { unixConfig } from "./helpers.ts"
+import { tcpConfig, unixConfig } from "./helpers.ts"
 
 const open = () => Connection.make(unixConfig())
 
@@ -149,5 +149,143 @@ describe("copyFromFile", () => {
       yield* Fiber.interrupt(fiber)
       yield* nothingCopied(conn, "cfi", before)
       assert.strictEqual(conn.transactionStatus(), "I")
+    }))
+})
+
+describe("copyToFile", () => {
+  const rows = 60_000
+  const expected = writeFile("expected.tsv", rows) // the bytes COPY TO must write, by construction
+  const expectedBytes = Fs.readFileSync(expected.path)
+  const load = (conn: Connection.ConnectionApi, table: string) =>
+    Effect.gen(function*() {
+      yield* conn.simple(`create temp table ${table}(id int, t text)`)
+      assert.strictEqual(yield* copyFromFile(conn, `copy ${table} from stdin`, expected.path), rows)
+    })
+
+  it.live("writes every byte in order, whatever the write size, piece threshold and write mode, over unix and TCP", () =>
+    Effect.gen(function*() {
+      for (const config of [unixConfig(), tcpConfig("scram")]) {
+        const conn = yield* Connection.make(config)
+        yield* load(conn, "ctf")
+        const before = openFds()
+        const variants = [{}, { writeSize: 65_536 }, { blockingWrites: true }, { writeSize: 70_001, blockingWrites: true }, { pieceThreshold: 8 }]
+        for (const options of variants) {
+          const out = Path.join(dir, "out.tsv")
+          const lentBefore = conn.internal.wire.transport.lentReads
+          const n = yield* copyToFile(conn, "copy (select * from ctf order by id) to stdout", out, options)
+          assert.strictEqual(n, rows, JSON.stringify(options))
+          assert.isTrue(Fs.readFileSync(out).equals(expectedBytes), `file content, ${JSON.stringify(options)}`)
+          // The socket's reads were lent to it (not copied): the path whose views must not outlive a read.
+          assert.isAbove(conn.internal.wire.transport.lentReads, lentBefore, JSON.stringify(options))
+        }
+        assert.strictEqual(openFds(), before, "every file was closed")
+        // Lending ends with the COPY: later results are intact.
+        const r = yield* conn.query<{ n: number; s: string; t: string }>("select count(*)::int as n, sum(id)::text as s, max(t) as t from ctf where id > 59990")
+        assert.deepStrictEqual(r.rows, [{ n: 10, s: String(59991 * 5 + 60000 * 5), t: "row 60000 " + "x".repeat(60000 % 97) }])
+      }
+    }))
+
+  it.live("writes CopyData larger than the read buffer and the piece threshold; appends when asked", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      const out = Path.join(dir, "wide.tsv")
+      const sql = "copy (select i, repeat(chr(64 + i), 300000 * i) from generate_series(1, 3) i) to stdout"
+      assert.strictEqual(yield* copyToFile(conn, sql, out, { writeSize: 100_000 }), 3)
+      const text = [1, 2, 3].map((i) => `${i}\t${String.fromCharCode(64 + i).repeat(300_000 * i)}\n`).join("")
+      assert.strictEqual(Fs.readFileSync(out, "latin1"), text)
+      assert.strictEqual(yield* copyToFile(conn, sql, out, { append: true }), 3)
+      assert.strictEqual(Fs.readFileSync(out, "latin1"), text + text)
+    }))
+
+  it.live("a named pipe is written as its reader takes it (short writes, backpressure)", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* load(conn, "ctp")
+      const fifo = Path.join(dir, "out.fifo")
+      ChildProcess.execFileSync("mkfifo", [fifo])
+      const copied = Path.join(dir, "from-fifo.tsv")
+      const reader = ChildProcess.spawn("sh", ["-c", `cat "${fifo}" > "${copied}"`])
+      const exited = new Promise<number | null>((resolve) => reader.on("exit", resolve))
+      const n = yield* copyToFile(conn, "copy (select * from ctp order by id) to stdout", fifo, { writeSize: 65_536 })
+      assert.strictEqual(n, rows)
+      assert.strictEqual(yield* Effect.promise(() => exited), 0)
+      assert.isTrue(Fs.readFileSync(copied).equals(expectedBytes))
+    }))
+
+  it.live("a file that cannot be opened fails with CopyFileError Open before any COPY starts", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      const err = yield* Effect.flip(copyToFile(conn, "copy (select 1) to stdout", dir))
+      assert.strictEqual(err._tag, "CopyFileError")
+      if (err._tag === "CopyFileError") assert.strictEqual(err.reason, "Open")
+      const r = yield* conn.query("select 1 as one")
+      assert.deepStrictEqual(r.rows, [{ one: 1 }])
+    }))
+
+  it.live("a write error (a full disk) cancels the COPY and fails with CopyFileError Write; the connection stays usable", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      const before = openFds()
+      // /dev/full fails every write with ENOSPC; the query would run for minutes if it were not cancelled.
+      const started = Date.now()
+      const err = yield* Effect.flip(copyToFile(conn, "copy (select generate_series(1, 100000000), repeat('x', 100)) to stdout", "/dev/full"))
+      assert.strictEqual(err._tag, "CopyFileError")
+      if (err._tag === "CopyFileError") {
+        assert.strictEqual(err.reason, "Write")
+        assert.match(err.message, /\/dev\/full/)
+      }
+      assert.isBelow(Date.now() - started, 10_000)
+      assert.strictEqual(openFds(), before, "the file was closed")
+      assert.strictEqual(conn.transactionStatus(), "I")
+      const r = yield* conn.query("select 1 as one")
+      assert.deepStrictEqual(r.rows, [{ one: 1 }])
+    }))
+
+  it.live("a server error mid-copy fails with it; the rows received before it are in the file; the connection stays usable", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      const out = Path.join(dir, "partial.tsv")
+      const before = openFds()
+      for (const blockingWrites of [true, false]) {
+        const err = yield* Effect.flip(
+          copyToFile(conn, "copy (select i, 1 / (i - 50000) from generate_series(1, 60000) i) to stdout", out, { blockingWrites })
+        )
+        assert.strictEqual(err._tag, "PgServerError")
+        if (err._tag === "PgServerError") assert.strictEqual(err.code, "22012")
+        assert.strictEqual(openFds(), before, "the file was closed")
+        // Rows 1..49,999 were sent before the error (1 / (i - 50000) is 0 but for the last, -1).
+        const lines = Fs.readFileSync(out, "utf8").split("\n")
+        assert.strictEqual(lines.length - 1, 49_999)
+        assert.strictEqual(lines[0], "1\t0")
+        assert.strictEqual(lines[49_998], "49999\t-1")
+      }
+      const r = yield* conn.query("select 1 as one")
+      assert.deepStrictEqual(r.rows, [{ one: 1 }])
+    }))
+
+  it.live("interrupting it cancels the COPY on the server within 1 s, closes the file, and the next query works", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      const watcher = yield* open()
+      const pid = conn.info.processId
+      const before = openFds()
+      const fiber = yield* Effect.forkChild(
+        copyToFile(conn, "copy (select generate_series(1, 100000000), repeat('x', 100)) to stdout", "/dev/null")
+      )
+      yield* Effect.sleep("300 millis")
+      assert.isUndefined(fiber.pollUnsafe(), "the copy was still running when interrupted")
+      yield* Fiber.interrupt(fiber)
+      const stoppedAt = Date.now()
+      let state = ""
+      while (Date.now() - stoppedAt < 1000) {
+        const r = yield* watcher.query<{ state: string }>("select state from pg_stat_activity where pid = $1", [pid])
+        state = r.rows[0]?.state ?? "gone"
+        if (state !== "active") break
+        yield* Effect.sleep("20 millis")
+      }
+      assert.notStrictEqual(state, "active", "the backend stopped within 1 s")
+      assert.strictEqual(openFds(), before, "the file was closed")
+      const r = yield* conn.query("select 1 as one")
+      assert.deepStrictEqual(r.rows, [{ one: 1 }])
     }))
 })
