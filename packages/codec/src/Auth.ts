@@ -14,6 +14,7 @@ import { Schema } from "effect"
 import { fail } from "./ProtocolError.ts"
 import type { Reader } from "./internal/Reader.ts"
 import type { Writer } from "./internal/Writer.ts"
+import { copyRange } from "./internal/copyRange.ts"
 
 const R = 0x52 // 'R'
 const p = 0x70 // 'p'
@@ -101,7 +102,7 @@ export const decodeAuthentication = (r: Reader): Authentication => {
       r.done()
       return authCleartext
     case 5: {
-      const salt = r.bytes(4).slice()
+      const salt = copyRange(r.bytes(4))
       r.done()
       return { _tag: "AuthenticationMD5Password", salt }
     }

@@ -22,6 +22,7 @@
  */
 import { fail, isProtocolError, ProtocolError } from "./ProtocolError.ts"
 import type { TypeRegistry } from "./TypeRegistry.ts"
+import { copyRange } from "./internal/copyRange.ts"
 
 export interface RowField {
   readonly name: string
@@ -37,7 +38,7 @@ export interface RowDecoderOptions {
 
 type Decode = (buf: Uint8Array, start: number, end: number) => unknown
 
-const copyBytes: Decode = (buf, start, end) => buf.slice(start, end)
+const copyBytes: Decode = (buf, start, end) => copyRange(buf, start, end)
 
 const columnError = (e: unknown, field: RowField, index: number): never => {
   const what = `column ${index} ${JSON.stringify(field.name)} (type OID ${field.typeOid}, ${field.format === 1 ? "binary" : "text"})`

@@ -18,6 +18,7 @@ import { MAX_STARTUP_PACKET_LENGTH } from "./Limits.ts"
 import { fail } from "./ProtocolError.ts"
 import { Reader } from "./internal/Reader.ts"
 import type { Writer } from "./internal/Writer.ts"
+import { copyRange } from "./internal/copyRange.ts"
 
 export const PROTOCOL_3_0 = 196608
 export const PROTOCOL_3_2 = 196610
@@ -125,7 +126,7 @@ export const encodeCancelRequest = (w: Writer, m: CancelRequest): void => {
 export const decodeCancelRequest = (r: Reader): CancelRequest => {
   const processId = r.i32()
   checkKeyLength(r.remaining, r, "CancelRequest")
-  const secretKey = r.rest().slice()
+  const secretKey = copyRange(r.rest())
   return { _tag: "CancelRequest", processId, secretKey }
 }
 
@@ -213,7 +214,7 @@ export const encodeBackendKeyData = (w: Writer, m: BackendKeyData): void => {
 export const decodeBackendKeyData = (r: Reader): BackendKeyData => {
   const processId = r.i32()
   checkKeyLength(r.remaining, r, "BackendKeyData")
-  return { _tag: "BackendKeyData", processId, secretKey: r.rest().slice() }
+  return { _tag: "BackendKeyData", processId, secretKey: copyRange(r.rest()) }
 }
 
 export const NegotiateProtocolVersion = Schema.TaggedStruct("NegotiateProtocolVersion", {

@@ -23,6 +23,7 @@ import { multirangeCodec, rangeCodec } from "./values/Range.ts"
 import { compositeCodec, recordCodec, type CompositeField } from "./values/Record.ts"
 import { temporalCodecs, type TemporalMode } from "./values/Temporal.ts"
 import type { ValueCodec } from "./values/ValueCodec.ts"
+import { copyRange } from "./internal/copyRange.ts"
 
 export interface TypeRegistryOptions {
   readonly temporal?: TemporalMode
@@ -155,7 +156,7 @@ export class TypeRegistry {
         decodeText: (buf, start, end) => base().decodeText(buf, start, end),
         decodeBinary: (buf, start, end) => {
           const b = base()
-          return b.decodeBinary === undefined ? buf.slice(start, end) : b.decodeBinary(buf, start, end)
+          return b.decodeBinary === undefined ? copyRange(buf, start, end) : b.decodeBinary(buf, start, end)
         },
         encodeText: (v) => base().encodeText(v),
         encodeBinary: (w, v) => {

@@ -133,6 +133,21 @@ describe("scalars", () => {
     throwsProtocolError(() => lossless.get(TypeOid.bytea).decodeText(bad, 0, bad.length), "InvalidValue")
   })
 
+  it("bytea (and an array of it) decoded from a Node Buffer is a copy, never a view of the receive buffer", () => {
+    // Buffer#slice is a view: a value made with it would change when the socket's buffer is reused.
+    const received = Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x01])
+    const value = lossless.get(TypeOid.bytea).decodeBinary!(received, 1, 4) as Uint8Array
+    received.fill(0)
+    NodeAssert.deepStrictEqual(Array.from(value), [0xad, 0xbe, 0xef])
+    NodeAssert.notStrictEqual(value.buffer, received.buffer)
+    const w = new Writer(64)
+    lossless.get(TypeOid._bytea).encodeBinary!(w, [Uint8Array.of(7, 8, 9)])
+    const encoded = Buffer.from(w.take())
+    const decoded = lossless.get(TypeOid._bytea).decodeBinary!(encoded, 0, encoded.length) as ReadonlyArray<Uint8Array>
+    encoded.fill(0)
+    NodeAssert.deepStrictEqual(Array.from(decoded[0]!), [7, 8, 9])
+  })
+
   it("uuid: lowercase canonical", () => {
     property(fc.uuid(), (v) => roundTrips(lossless, TypeOid.uuid, v))
     roundTrips(lossless, TypeOid.uuid, "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")

@@ -44,9 +44,8 @@ export interface Pending {
   readonly exclusive?: boolean
   /**
    * True for a request that copies whatever it keeps of a frame before `onFrame` / `afterChunk` return: its
-   * socket reads may then be lent (views of the transport's read buffer, see Transport.ts) instead of copied.
-   * Only sound for an exclusive request: nothing but its own frames and asynchronous messages (decoded at
-   * once) can share its chunks.
+   * socket reads may then be lent (views of the transport's read buffer, see Transport.ts) instead of copied,
+   * while every request in the FIFO says so. Read once, at submission: it must not change.
    */
   readonly takesLentChunks?: boolean
 }
@@ -100,6 +99,8 @@ export class Wire {
   readonly transport: Transport
   readonly framer: Framer
   private readonly pending = new Fifo<Pending>()
+  /** Requests in the FIFO that do not take lent chunks: reads are lent only while there are none. */
+  private notLending = 0
   private outbox: Array<Uint8Array> = []
   private outboxBytes = 0
   private writerWaiting: (() => void) | undefined
@@ -154,6 +155,7 @@ export class Wire {
       return -1
     }
     this.pending.push(request)
+    if (request.takesLentChunks !== true) this.notLending++
     this.submitted++
     if (this.exclusiveOwner !== undefined) this.deferred.push({ request, bytes, seq: this.submitted })
     else this.write(request, bytes, this.submitted)
@@ -302,6 +304,7 @@ export class Wire {
   fail(error: WireError): void {
     if (this.failure !== undefined) return
     this.failure = error
+    this.notLending = 0
     for (const p of this.pending.drain()) {
       try {
         p.onFail(error)
@@ -364,6 +367,7 @@ export class Wire {
     }
     if (head.onFrame(type, buf, start, end)) {
       this.pending.shift()
+      if (head.takesLentChunks !== true) this.notLending--
       if (head === this.exclusiveOwner) this.releaseExclusive()
     }
   }
@@ -409,8 +413,11 @@ export class Wire {
     return true
   }
 
-  /** The transport may lend its read buffer while the request at the head copies what it keeps. */
-  private readonly lendable = (): boolean => this.failure === undefined && this.pending.peek()?.takesLentChunks === true
+  /**
+   * The transport may lend its read buffer while every request in flight copies what it keeps: a chunk may
+   * hold the replies of any of them (and asynchronous messages, which are decoded at once).
+   */
+  private readonly lendable = (): boolean => this.failure === undefined && this.notLending === 0 && this.pending.size > 0
 
   private readonly readerWork: Effect.Effect<void> = Effect.callback<void>((resume) => {
     if (this.readerBusy || this.failure !== undefined) return resume(Effect.void)

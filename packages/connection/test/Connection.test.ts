@@ -276,6 +276,19 @@ describe("Connection: forEach (a callback per row, in the reader)", () => {
       assert.strictEqual(r.command, "SELECT")
       assert.strictEqual(r.rowCount, 300_000)
       assert.strictEqual(r.rows.length, 0)
+      // Rows kept past the call, bytea values included, are intact at the end (values are copies, not views).
+      const kept: Array<{ i: number; b: Uint8Array; t: string }> = []
+      yield* conn.forEach<{ i: number; b: Uint8Array; t: string }>(
+        "select i, decode(lpad(to_hex(i), 8, '0'), 'hex') as b, repeat(chr(65 + i % 26), i % 50) as t from generate_series(1, 50000) i",
+        (row) => void kept.push(row)
+      )
+      assert.strictEqual(kept.length, 50_000)
+      kept.forEach((row, k) => {
+        const i = k + 1
+        assert.strictEqual(row.i, i)
+        assert.deepStrictEqual(Array.from(row.b), [(i >>> 24) & 0xff, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff])
+        assert.strictEqual(row.t, String.fromCharCode(65 + i % 26).repeat(i % 50))
+      })
       const arrays: Array<ReadonlyArray<unknown>> = []
       yield* conn.forEach<ReadonlyArray<unknown>>("select 1 as a, 'x' as b", (row) => void arrays.push(row), [], { rowMode: "array" })
       assert.deepStrictEqual(arrays, [[1, "x"]])

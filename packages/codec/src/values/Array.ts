@@ -20,6 +20,7 @@
  */
 import type { Writer } from "../internal/Writer.ts"
 import { encodeInvalid, invalidValue, readI32, show, writeLengthPrefixed, type ValueCodec } from "./ValueCodec.ts"
+import { copyRange } from "../internal/copyRange.ts"
 
 const MAXDIM = 6
 
@@ -292,7 +293,7 @@ const decodeBinary = (o: ArrayCodecOptions) => (buf: Uint8Array, start: number, 
       continue
     }
     if (len < 0 || p + len > end) return invalidValue(name, `element length ${len} runs past the value`, p - 4)
-    flat[i] = decode === undefined ? buf.slice(p, p + len) : decode(buf, p, p + len)
+    flat[i] = decode === undefined ? copyRange(buf, p, p + len) : decode(buf, p, p + len)
     p += len
   }
   if (p !== end) return invalidValue(name, `${end - p} trailing byte(s)`, p)

@@ -32,6 +32,7 @@ import {
   show,
   type ValueCodec
 } from "./ValueCodec.ts"
+import { copyRange } from "../internal/copyRange.ts"
 
 // ---------------------------------------------------------------------------------------------
 // bool
@@ -533,7 +534,7 @@ export const bytea: ValueCodec<Uint8Array> = {
   name: "bytea",
   oid: TypeOid.bytea,
   decodeText: decodeByteaText,
-  decodeBinary: (buf, start, end) => buf.slice(start, end),
+  decodeBinary: (buf, start, end) => copyRange(buf, start, end),
   encodeText: (v) => {
     checkBytes(v)
     let s = "\\x"
@@ -663,7 +664,7 @@ export const unknownType = (oid: number, name = `oid ${oid}`): ValueCodec<unknow
   name,
   oid,
   decodeText: decodeUtf8,
-  decodeBinary: (buf, start, end) => buf.slice(start, end),
+  decodeBinary: (buf, start, end) => copyRange(buf, start, end),
   encodeText: (v) =>
     typeof v === "string" ? checkString(name, v) : encodeInvalid(name, "values of a type without a codec must be strings"),
   encodeBinary: (w, v) => {

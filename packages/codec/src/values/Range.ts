@@ -17,6 +17,7 @@
  */
 import type { Writer } from "../internal/Writer.ts"
 import { encodeInvalid, invalidValue, readI32, show, writeLengthPrefixed, type ValueCodec } from "./ValueCodec.ts"
+import { copyRange } from "../internal/copyRange.ts"
 
 export interface PgRange<A> {
   readonly lower: A | undefined
@@ -180,7 +181,7 @@ const decodeRangeBinary = (name: string, sub: ValueCodec<unknown>, buf: Uint8Arr
     const len = readI32(buf, p)
     p += 4
     if (len < 0 || p + len > end) invalidValue(name, `bound length ${len} runs past the value`, p - 4)
-    const v = decode === undefined ? buf.slice(p, p + len) : decode(buf, p, p + len)
+    const v = decode === undefined ? copyRange(buf, p, p + len) : decode(buf, p, p + len)
     p += len
     return v
   }

@@ -16,6 +16,7 @@ import type { Writer } from "../internal/Writer.ts"
 import { decodeUtf8 } from "../internal/utf8.ts"
 import { TypeOid } from "../TypeOid.ts"
 import { encodeInvalid, invalidValue, readI32, show, writeLengthPrefixed, type ValueCodec } from "./ValueCodec.ts"
+import { copyRange } from "../internal/copyRange.ts"
 
 export interface CompositeField {
   readonly name: string
@@ -140,7 +141,7 @@ export const compositeCodec = (
       }
       if (len < 0 || p + len > end) return invalidValue(name, `field length ${len} runs past the value`, p - 4)
       const codec = resolve(fieldOid)
-      out[f.name] = codec.decodeBinary === undefined ? buf.slice(p, p + len) : codec.decodeBinary(buf, p, p + len)
+      out[f.name] = codec.decodeBinary === undefined ? copyRange(buf, p, p + len) : codec.decodeBinary(buf, p, p + len)
       p += len
     }
     return p === end ? out : invalidValue(name, `${end - p} trailing byte(s)`, p)
@@ -196,7 +197,7 @@ export const recordCodec = (resolve: Resolve): ValueCodec<ReadonlyArray<unknown>
       }
       if (len < 0 || p + len > end) return invalidValue("record", `field length ${len} runs past the value`, p - 4)
       const codec = resolve(fieldOid)
-      out[i] = codec.decodeBinary === undefined ? buf.slice(p, p + len) : codec.decodeBinary(buf, p, p + len)
+      out[i] = codec.decodeBinary === undefined ? copyRange(buf, p, p + len) : codec.decodeBinary(buf, p, p + len)
       p += len
     }
     return p === end ? out : invalidValue("record", `${end - p} trailing byte(s)`, p)
