@@ -17,6 +17,11 @@ const DEFAULT_BUFFER = 256 * 1024
 
 export interface Output {
   readonly name: string
+  /**
+   * The open file (the partial file for a regular file), for a writer that writes it directly — nothing may
+   * then be written through `write` meanwhile; undefined for stdout.
+   */
+  readonly fd: number | undefined
   /** Bytes written so far (including buffered). */
   readonly bytes: () => number
   readonly write: (chunk: Uint8Array | string) => Effect.Effect<void, CliFailure>
@@ -125,6 +130,7 @@ export const openOutput = (
 
     return {
       name,
+      fd: toStdout ? undefined : fd,
       bytes: () => total,
       write: (chunk) =>
         Effect.suspend(() => {

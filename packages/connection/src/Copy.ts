@@ -858,7 +858,15 @@ export interface CopyToFileOptions {
   readonly append?: boolean | undefined
   /** CopyData bodies longer than this are handled in pieces as they arrive. Default 256 KiB. */
   readonly pieceThreshold?: number | undefined
+  /**
+   * Progress: called after each socket read with the CopyData messages (rows, for text and CSV) and payload
+   * bytes it carried. Runs in the connection's reader: it must be quick; what it throws is ignored.
+   */
+  readonly onData?: ((messages: number, bytes: number) => void) | undefined
 }
+
+/** Where `copyToFile` writes: a path, or a file descriptor the caller opened (and closes). */
+export type CopyTarget = string | { readonly fd: number; readonly name?: string | undefined }
 
 /** Full buffers that may wait for the file before the reader waits too (backpressure). */
 const MAX_QUEUED_WRITES = 2
@@ -866,7 +874,8 @@ const DEFAULT_WRITE_SIZE = 256 * 1024
 
 /**
  * COPY … TO STDOUT written straight into a file, a named pipe or a device (`/dev/null`), as psql's
- * `\copy … to 'file'` does. Completes with the number of rows copied.
+ * `\copy … to 'file'` does. Completes with the number of rows copied. `target` is a path (opened here, created
+ * or truncated unless `append`) or `{ fd }`, a descriptor the caller opened and closes.
  *
  * Cheaper than running `copyToBytes` into a file stream: socket reads land in the connection's read buffer,
  * their payloads are copied once into a write buffer, and full write buffers go to the file and are reused —
@@ -879,14 +888,20 @@ const DEFAULT_WRITE_SIZE = 256 * 1024
 export const copyToFile = (
   conn: ConnectionApi,
   sql: string,
-  path: string,
+  target: CopyTarget,
   options?: CopyToFileOptions
-): Effect.Effect<number, PgError | CopyFileError> =>
-  Effect.acquireUseRelease(
-    openForWriting(path, options?.append === true),
-    (fd) => conn.internal.traced(runCopyToFile(conn, sql, fd, path, options), "pgfx.copyToFile", sql),
+): Effect.Effect<number, PgError | CopyFileError> => {
+  if (typeof target !== "string") {
+    // The caller's descriptor: written from its current position, left open.
+    const name = target.name ?? `file descriptor ${target.fd}`
+    return conn.internal.traced(runCopyToFile(conn, sql, target.fd, name, options), "pgfx.copyToFile", sql)
+  }
+  return Effect.acquireUseRelease(
+    openForWriting(target, options?.append === true),
+    (fd) => conn.internal.traced(runCopyToFile(conn, sql, fd, target, options), "pgfx.copyToFile", sql),
     (fd) => Effect.callback<void>((resume) => Fs.close(fd, () => resume(Effect.void)))
   )
+}
 
 const openForWriting = (path: string, append: boolean): Effect.Effect<number, CopyFileError> =>
   Effect.callback<number, CopyFileError>((resume) => {
@@ -903,17 +918,17 @@ const runCopyToFile = (
   Effect.suspend(() => {
     const request = new CopyRequest(conn, sql, "out")
     const size = Math.max(64 * 1024, Math.min(options?.writeSize ?? DEFAULT_WRITE_SIZE, MAX_COPY_DATA))
-    const file = new FileSink(conn.internal.wire, fd, path, size, options?.blockingWrites === true, request)
+    const file = new FileSink(conn.internal.wire, fd, path, size, options?.blockingWrites === true, request, options?.onData)
     request.payloads = file
     request.takesLentChunks = true
     request.streamHandler = {
       type: 0x64,
       threshold: options?.pieceThreshold ?? DEFAULT_PIECE_THRESHOLD,
-      onStart: () => {},
+      onStart: () => file.startMessage(),
       onPiece: (buf, start, end) => {
         if (!request.abandoned) file.piece(buf, start, end)
       },
-      onEnd: () => {}
+      onEnd: () => file.endMessage()
     }
     submit(conn, request, sql)
     // The COPY's outcome once everything received is in the file (a server error included), or a write error.
@@ -947,18 +962,43 @@ class FileSink implements PayloadSink {
   private ended = false
   private failure: CopyFileError | undefined
   private waiters: Array<() => void> = []
+  private readonly onData: ((messages: number, bytes: number) => void) | undefined
+  /** Progress since the last `onData` call; `inMessage` while a large message arrives in pieces. */
+  private messages = 0
+  private bytes = 0
+  private inMessage = false
 
-  constructor(wire: Wire, fd: number, path: string, size: number, blocking: boolean, request: CopyRequest) {
+  constructor(
+    wire: Wire,
+    fd: number,
+    path: string,
+    size: number,
+    blocking: boolean,
+    request: CopyRequest,
+    onData: ((messages: number, bytes: number) => void) | undefined
+  ) {
     this.wire = wire
     this.fd = fd
     this.path = path
     this.size = size
     this.blocking = blocking
     this.request = request
+    this.onData = onData
     this.current = new Uint8Array(size)
   }
 
+  startMessage(): void {
+    this.messages++
+    this.inMessage = true
+  }
+
+  endMessage(): void {
+    this.inMessage = false
+  }
+
   piece(buf: Uint8Array, start: number, end: number): void {
+    if (!this.inMessage) this.messages++
+    this.bytes += end - start
     while (start < end && this.failure === undefined && !this.stopped) {
       const n = Math.min(end - start, this.size - this.pos)
       const target = this.current
@@ -974,6 +1014,17 @@ class FileSink implements PayloadSink {
   }
 
   flush(): void {
+    if (this.onData !== undefined && (this.messages > 0 || this.bytes > 0)) {
+      const messages = this.messages
+      const bytes = this.bytes
+      this.messages = 0
+      this.bytes = 0
+      try {
+        this.onData(messages, bytes)
+      } catch {
+        // progress reporting must not break the copy
+      }
+    }
     // The reader waits (and the socket pauses) while enough buffers wait for the file.
     if (this.queued.length >= MAX_QUEUED_WRITES && this.failure === undefined) this.wire.deferFlush(this.whenQueuedBelow(MAX_QUEUED_WRITES))
   }

@@ -121,7 +121,16 @@ export class Transport {
         this.lentReads++
         return
       }
+      // The reader waits for its consumer (a file being written): copy this read and pause at once, instead
+      // of copying up to the high-water mark — the kernel's buffer holds the rest until the reader is back.
+      this.copyAndQueue(n, buf)
+      this.pause()
+      return
     }
+    this.copyAndQueue(n, buf)
+  }
+
+  private copyAndQueue(n: number, buf: Uint8Array): void {
     // Small reads: a slice of Node's shared pool (no allocation of its own). Larger ones: a buffer of their
     // own, zero-filled then overwritten — measured (2 GB COPY OUT) to use less CPU and peak memory than
     // Buffer.allocUnsafe's or Node's own read path, whose chunks' memory the allocator keeps longer.

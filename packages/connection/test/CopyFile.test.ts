@@ -197,6 +197,33 @@ describe("copyToFile", () => {
       assert.strictEqual(Fs.readFileSync(out, "latin1"), text + text)
     }))
 
+  it.live("writes to a descriptor the caller opened (left open, from its position); onData counts every row and byte", () =>
+    Effect.gen(function*() {
+      const conn = yield* open()
+      yield* load(conn, "ctd")
+      const out = Path.join(dir, "by-fd.tsv")
+      const fd = Fs.openSync(out, "w")
+      Fs.writeSync(fd, "# exported\n")
+      let messages = 0
+      let bytes = 0
+      const n = yield* copyToFile(conn, "copy (select * from ctd order by id) to stdout", { fd, name: out }, {
+        onData: (m, b) => {
+          messages += m
+          bytes += b
+        }
+      })
+      Fs.writeSync(fd, "# end\n") // still open: the caller closes it
+      Fs.closeSync(fd)
+      assert.strictEqual(n, rows)
+      assert.strictEqual(messages, rows)
+      assert.strictEqual(bytes, expectedBytes.length)
+      assert.strictEqual(Fs.readFileSync(out, "utf8"), `# exported\n${expectedBytes.toString("utf8")}# end\n`)
+      // A message larger than the piece threshold counts once.
+      let wide = 0
+      yield* copyToFile(conn, "copy (select repeat('x', 1000000)) to stdout", "/dev/null", { pieceThreshold: 1000, onData: (m) => void (wide += m) })
+      assert.strictEqual(wide, 1)
+    }))
+
   it.live("a named pipe is written as its reader takes it (short writes, backpressure)", () =>
     Effect.gen(function*() {
       const conn = yield* open()

@@ -15,7 +15,7 @@ import * as Fs from "node:fs"
 import { Effect, Option, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
-import { copyFrom, copyFromFile, copyTo } from "@pgfx/connection/Copy"
+import { copyFrom, copyFromFile, copyTo, copyToFile } from "@pgfx/connection/Copy"
 import { encodeTextRow } from "@pgfx/connection/CopyFormat"
 import { resolve as resolveConfig } from "@pgfx/connection/PgConfig"
 import { conninfoArgument, connectionFlags, toConfigInput } from "../ConnectionFlags.ts"
@@ -110,7 +110,15 @@ const exportData = (args: CopyArgs) =>
     } else {
       const copySql = `COPY (${sql}) TO STDOUT ${copyOptions(args.format, args.header)}`
       const binary = args.format === "binary"
-      yield* copyTo(conn, copySql).pipe(
+      if (out.fd !== undefined) {
+        // A file (or FIFO, or device): written straight from the socket's reads, as psql's \copy does, with
+        // blocking writes (this command has nothing else to do meanwhile).
+        yield* copyToFile(conn, copySql, { fd: out.fd, name: out.name }, {
+          blockingWrites: true,
+          // COPY TO sends one CopyData per row (text/CSV); binary rows are counted at the end.
+          onData: (messages, bytes) => progress.update(binary ? 0 : messages, bytes)
+        }).pipe(Effect.catchTag("CopyFileError", (e) => Effect.fail(new CliFailure({ message: e.message, cause: e }))))
+      } else yield* copyTo(conn, copySql).pipe(
         Stream.runForEachArray((payloads) =>
           Effect.suspend(() => {
             let bytes = 0
