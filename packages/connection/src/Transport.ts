@@ -9,8 +9,9 @@
  *   it once drained, so a slow consumer pauses the server instead of growing memory.
  * - `write` completes when the kernel accepted the bytes or, if the socket buffer is full, after
  *   'drain': the writer never queues more than one unflushed write on the socket.
- * - A plain (TCP or unix) socket reads into one buffer of the transport's own (net's `onread`), reused for
- *   every read: no Node stream machinery and no 64 KiB allocation per read. Each read is copied into an
+ * - A plain (TCP or unix) socket reads into one buffer of the transport's own (net's `onread`; 64 KiB per
+ *   connection, for its lifetime), reused for every read: no Node stream machinery and no 64 KiB allocation
+ *   per read. Each read is copied into an
  *   exactly sized chunk, except while the reader accepts a *lent* chunk (see `lendable`): the view of the
  *   read buffer is then handled at once and nothing of it may be kept past that call. A TLS socket (set
  *   up over the plain one, or direct) delivers its own chunks through 'data' events.
