@@ -616,8 +616,10 @@ export const copyFromFile = (
     openForReading(path),
     (fd) => runCopyIn(conn, "pgfx.copyFromFile", sql, options, (out, request, writable, highWaterMark) =>
       fileProducer(conn, fd, path, out, request, writable, highWaterMark, options)),
-    (fd) => Effect.callback<void>((resume) => Fs.close(fd, () => resume(Effect.void)))
+    closeFile
   )
+
+const closeFile = (fd: number): Effect.Effect<void> => Effect.callback<void>((resume) => Fs.close(fd, () => resume(Effect.void)))
 
 const openForReading = (path: string): Effect.Effect<number, CopyFileError> =>
   Effect.callback<number, CopyFileError>((resume) => {
@@ -880,7 +882,7 @@ const DEFAULT_WRITE_SIZE = 256 * 1024
  * Cheaper than running `copyToBytes` into a file stream: socket reads land in the connection's read buffer,
  * their payloads are copied once into a write buffer, and full write buffers go to the file and are reused —
  * no Node stream, no Effect and no allocation per read. Backpressure: while `MAX_QUEUED_WRITES` buffers
- * wait for the file, reading the socket waits. The file is opened before the COPY starts (a failure is a
+ * wait for the file, the socket is paused. The file is opened before the COPY starts (a failure is a
  * `CopyFileError` "Open" and the connection is not touched); a write error cancels the COPY on the server and
  * fails with `CopyFileError` "Write"; interruption cancels it too. The file is closed however it ends, after
  * the write in progress landed. After a server error the rows received before it are in the file.
@@ -899,7 +901,7 @@ export const copyToFile = (
   return Effect.acquireUseRelease(
     openForWriting(target, options?.append === true),
     (fd) => conn.internal.traced(runCopyToFile(conn, sql, fd, target, options), "pgfx.copyToFile", sql),
-    (fd) => Effect.callback<void>((resume) => Fs.close(fd, () => resume(Effect.void)))
+    closeFile
   )
 }
 

@@ -5,7 +5,7 @@ import * as Path from "node:path"
 import { Effect, Stream, Tracer } from "effect"
 import { recordingTracer } from "@pgfx/testing/RecordingTracer"
 import * as Connection from "../src/Connection.ts"
-import { copyFrom, copyFromFile, copyFromRows, copyTo, copyToBytes, copyToRows } from "../src/Copy.ts"
+import { copyFrom, copyFromFile, copyFromRows, copyTo, copyToBytes, copyToFile, copyToRows } from "../src/Copy.ts"
 import { tcpConfig } from "./helpers.ts"
 
 describe("Connection: observability", () => {
@@ -94,7 +94,7 @@ describe("Connection: observability", () => {
       assert.isTrue(spans.some((s) => s.name === "pgfx.query"))
     }))
 
-  it.live("a client span per COPY (in, out, from a file, typed rows), ended with its outcome", () =>
+  it.live("a client span per COPY (in, out, from and to a file, typed rows), ended with its outcome", () =>
     Effect.gen(function*() {
       const { spans, tracer } = recordingTracer()
       const file = Path.join(Os.tmpdir(), `pgfx-span-${process.pid}.tsv`)
@@ -108,6 +108,7 @@ describe("Connection: observability", () => {
         yield* Stream.runDrain(copyTo(conn, "copy spans_t to stdout"))
         yield* Stream.runDrain(copyToBytes(conn, "copy spans_t to stdout (format csv)"))
         yield* Stream.runDrain(copyToRows(conn, "spans_t"))
+        yield* copyToFile(conn, "copy spans_t to stdout", "/dev/null")
         yield* Effect.flip(Stream.make("x\n").pipe(Stream.run(copyFrom(conn, "copy spans_t from stdin (format text)"))))
       }).pipe(Effect.ensuring(Effect.sync(() => Fs.rmSync(file, { force: true }))), Effect.withTracer(tracer)))
       const copies = spans.filter((s) => s.name.startsWith("pgfx.copy"))
@@ -118,6 +119,7 @@ describe("Connection: observability", () => {
         "pgfx.copyTo",
         "pgfx.copyToBytes",
         "pgfx.copyToRows",
+        "pgfx.copyToFile",
         "pgfx.copyFrom"
       ])
       for (const span of copies) {
@@ -127,7 +129,7 @@ describe("Connection: observability", () => {
         assert.strictEqual(span.status._tag, "Ended")
       }
       const outcomes = copies.map((s) => (s.status._tag === "Ended" ? s.status.exit._tag : "open"))
-      assert.deepStrictEqual(outcomes, ["Success", "Success", "Success", "Success", "Success", "Success", "Failure"])
+      assert.deepStrictEqual(outcomes, ["Success", "Success", "Success", "Success", "Success", "Success", "Success", "Failure"])
     }))
 
   it.live("connection errors never carry the password", () =>
