@@ -19,7 +19,7 @@ export interface Output {
   readonly name: string
   /**
    * The open file (the partial file for a regular file), for a writer that writes it directly — nothing may
-   * then be written through `write` meanwhile; undefined for stdout.
+   * then be written through `write` meanwhile; for stdout only when it is a regular file.
    */
   readonly fd: number | undefined
   /** Bytes written so far (including buffered). */
@@ -42,6 +42,14 @@ const errnoText = (e: unknown): string => {
 
 export const ioFailure = (what: string, e: unknown): CliFailure =>
   new CliFailure({ message: `${what}: ${errnoText(e)}`, cause: e })
+
+const isRegularFile = (fd: number): boolean => {
+  try {
+    return Fs.fstatSync(fd).isFile()
+  } catch {
+    return false
+  }
+}
 
 /** Opens `path` ("-" or undefined: stdout) for writing in the current scope. */
 export const openOutput = (
@@ -130,7 +138,8 @@ export const openOutput = (
 
     return {
       name,
-      fd: toStdout ? undefined : fd,
+      // stdout too when it is a regular file (`> file`): writes to it never meet EAGAIN.
+      fd: toStdout ? (isRegularFile(1) ? 1 : undefined) : fd,
       bytes: () => total,
       write: (chunk) =>
         Effect.suspend(() => {

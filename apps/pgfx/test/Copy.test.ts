@@ -107,6 +107,23 @@ describe("pgfx copy", () => {
     expect(n!["n"]).toBe(10)
   })
 
+  it("exports the same bytes to -o FILE and to stdout redirected to a file (both written straight from the socket)", async () => {
+    const viaOutput = Path.join(dir.path, "via-output.csv")
+    const viaStdout = Path.join(dir.path, "via-stdout.csv")
+    const a = await runCli(["copy", uriFor(), "-c", `SELECT * FROM ${table} ORDER BY id`, "--header", "-o", viaOutput])
+    const b = await runCli(["copy", uriFor(), "-c", `SELECT * FROM ${table} ORDER BY id`, "--header", "-q"], { stdoutFile: viaStdout })
+    expect([a.code, b.code]).toEqual([0, 0])
+    expect(a.stderr).toMatch(new RegExp(`${SEED} rows`))
+    const written = Fs.readFileSync(viaStdout)
+    expect(written.equals(Fs.readFileSync(viaOutput))).toBe(true)
+    expect(written.toString("utf8").split("\n")[0]).toMatch(/^id,/)
+    const target = uniqueName("copy_stdout")
+    await cloneTable(target)
+    const back = await runCli(["copy", uriFor(), "-t", target, "--header", "-i", viaStdout])
+    expect(back.code).toBe(0)
+    await sameRows(table, target)
+  })
+
   it("fails with exit 1 and one line on a full disk (/dev/full), as file and as stdout", async () => {
     const out = await runCli(["copy", uriFor(), "-t", table, "-o", "/dev/full"])
     expect(out.code).toBe(1)
