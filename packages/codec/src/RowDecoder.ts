@@ -38,7 +38,6 @@ export interface RowDecoderOptions {
 
 type Decode = (buf: Uint8Array, start: number, end: number) => unknown
 
-const copyBytes: Decode = (buf, start, end) => copyRange(buf, start, end)
 
 const columnError = (e: unknown, field: RowField, index: number): never => {
   const what = `column ${index} ${JSON.stringify(field.name)} (type OID ${field.typeOid}, ${field.format === 1 ? "binary" : "text"})`
@@ -175,7 +174,7 @@ export class RowDecoder {
     this.mode = options.mode ?? "object"
     this.decoders = fields.map((f) => {
       const codec = registry.get(f.typeOid)
-      if (f.format === 1) return codec.decodeBinary ?? copyBytes
+      if (f.format === 1) return codec.decodeBinary ?? copyRange
       if (f.format === 0) return codec.decodeText
       return fail("InvalidValue", `column ${JSON.stringify(f.name)} has format code ${f.format as number}`, "T")
     })

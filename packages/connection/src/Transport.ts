@@ -11,10 +11,10 @@
  *   'drain': the writer never queues more than one unflushed write on the socket.
  * - A plain (TCP or unix) socket reads into one buffer of the transport's own (net's `onread`; 64 KiB per
  *   connection, for its lifetime), reused for every read: no Node stream machinery and no 64 KiB allocation
- *   per read. Each read is copied into an
- *   exactly sized chunk, except while the reader accepts a *lent* chunk (see `lendable`): the view of the
- *   read buffer is then handled at once and nothing of it may be kept past that call. A TLS socket (set
- *   up over the plain one, or direct) delivers its own chunks through 'data' events.
+ *   per read. Each read is copied into an exactly sized chunk, except while the reader accepts a *lent*
+ *   chunk (see `lendable`): the view of the read buffer is then handled at once and nothing of it may be
+ *   kept past that call. A TLS socket (set up over the plain one, or direct) delivers its own chunks
+ *   through 'data' events.
  */
 import { Buffer } from "node:buffer"
 import * as Net from "node:net"
@@ -106,8 +106,8 @@ export class Transport {
   direct: ((event: TransportEvent) => boolean) | undefined
 
   /**
-   * Set by the wire: true while the request being read takes lent chunks (it copies whatever it keeps
-   * before returning), so a read may be handed on as a view of the read buffer instead of a copy.
+   * Set by the wire: true while every request in flight takes lent chunks (copies whatever it keeps before
+   * returning), so a read may be handed on as a view of the read buffer instead of a copy.
    */
   lendable: (() => boolean) | undefined
 
