@@ -1,11 +1,10 @@
 // Change data capture with logical replication (pgoutput) from a temporary slot: insert a row, read the
 // change as a typed event, and acknowledge the transaction once it has been handled. Nothing is confirmed
 // to the server ahead of the acknowledgement, so a crash before it means the transaction is sent again.
-import { Effect, Schedule, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import * as Connection from "@pgfx/connection/Connection"
 import * as Logical from "@pgfx/replication/Logical"
 import * as Lsn from "@pgfx/replication/Lsn"
-import * as SlotHealth from "@pgfx/replication/SlotHealth"
 
 export const program = Effect.scoped(
   Effect.gen(function*() {
@@ -18,13 +17,9 @@ export const program = Effect.scoped(
     // Connects (replication=database) when `changes` runs; the temporary slot lives as long as the stream.
     const cdc = yield* Logical.make({}, { slot: "docs_cdc_slot", publications: ["docs_cdc_pub"], createSlot: { temporary: true } })
 
-    // The writer: once the slot exists, every commit is captured.
-    yield* Effect.forkScoped(
-      SlotHealth.read(admin, "docs_cdc_slot").pipe(
-        Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (reading) => reading.active }),
-        Effect.andThen(admin.query("insert into docs_cdc values ($1, $2)", [1, "hello"]))
-      )
-    )
+    // The writer: once the stream replicates (its temporary slot created and consistent), every commit is
+    // captured. The slot is listed, even active, before that: `ready` is the moment to wait for.
+    yield* Effect.forkScoped(Effect.andThen(cdc.ready, admin.query("insert into docs_cdc values ($1, $2)", [1, "hello"])))
 
     const events = yield* cdc.changes.pipe(
       Stream.takeUntil((event) => event._tag === "Commit"),

@@ -155,14 +155,9 @@ describe("pgfx cdc", () => {
     await sql(`CREATE TABLE ${table} (id int PRIMARY KEY, amount numeric(10,2), at timestamptz, tags int[], doc jsonb)`)
     const slot = uniqueName("cdc_bin_slot")
     const run = spawnCli(["cdc", uriFor(), "--slot", slot, "--publication", pub, "--tables", table, "--binary", "--proto-version", "2", "--temporary"])
-    await run.waitFor(/streaming slot/)
-    // A temporary slot is created by the streaming session itself. It is listed as soon as creation
-    // starts, but decodes only transactions that commit after its snapshot is consistent, which is
-    // when confirmed_flush_lsn is set (other tests' open transactions can delay that).
-    const deadline = Date.now() + 20_000
-    const slotReady = async () =>
-      (await rows(`SELECT 1 FROM pg_replication_slots WHERE slot_name = '${slot}' AND confirmed_flush_lsn IS NOT NULL AND active`)).length > 0
-    while (!(await slotReady()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    // A temporary slot is listed, and active, while its creation still waits for running transactions;
+    // it decodes only commits after its consistent point, which the command reports.
+    await run.waitFor(/created temporary slot .* at [0-9A-F]+\/[0-9A-F]+/)
     await sql(`INSERT INTO ${table} VALUES (7, 12.34, '2024-02-29T23:59:59.5Z', ARRAY[1,2,3], '{"a": true}')`)
     await run.waitFor(/"op":"insert"/)
     run.child.kill("SIGINT")

@@ -27,8 +27,13 @@
  *   tables with the schema (once per row); other tables stay on the hand-written path. A column that
  *   can be TOASTed may hold the `Unchanged` marker in an Update's `new` row: its schema must accept it.
  *   A row the schema refuses fails the stream with TableDecodeError (never skipped silently).
+ * - `ready` completes once the first session replicates: the slot created (when `createSlot` asks) and
+ *   START_REPLICATION accepted. A slot is listed in pg_replication_slots, and even active, while its
+ *   creation still waits for running transactions; only commits after its consistent point are decoded,
+ *   so a writer that must be captured waits for `ready`. If `changes` ends before that, `ready` fails
+ *   with the same cause (or InvalidRequestError when it ended without one): it never hangs.
  */
-import { Duration, Effect, Option, Schema, type Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Option, Schema, type Scope, Stream } from "effect"
 import type * as Cause from "effect/Cause"
 import type { PgoutputProtocolVersion } from "@pgfx/codec/Pgoutput"
 import { decodeUtf8 } from "@pgfx/codec/internal/utf8"
@@ -136,9 +141,22 @@ export interface LogicalPositions extends ReplicationPositions {
   readonly reconnects: number
 }
 
+/** What `ready` reports once the first session replicates. */
+export interface LogicalReady {
+  /** The slot this stream created (`createSlot`), with its consistent point; undefined for an existing slot. */
+  readonly createdSlot: Commands.CreatedSlot | undefined
+  /** The position START_REPLICATION asked for (0/0: the slot's confirmed position). */
+  readonly startLsn: Lsn.Lsn
+}
+
 export interface LogicalReplication {
   /** The events (reconnecting as configured). Run it once. */
   readonly changes: Stream.Stream<LogicalEvent, LogicalError>
+  /**
+   * Completes once `changes` replicates (slot created if asked, START_REPLICATION accepted): every
+   * commit after this point is delivered. Fails with the stream's cause if it ends before that.
+   */
+  readonly ready: Effect.Effect<LogicalReady, LogicalError>
   /** Acknowledges an event/transaction (its commit or prepare end), or an LSN. Never moves backwards. */
   readonly ack: (target: LogicalEvent | Lsn.Lsn) => Effect.Effect<void>
   /** A stream step that acknowledges each element after it got here (place it after the processing). */
@@ -397,6 +415,7 @@ export const make = (
     let current: { readonly ack: (lsn: Lsn.Lsn) => Effect.Effect<void>; readonly sendStatus: Effect.Effect<void>; readonly positions: () => ReplicationPositions } | undefined
     let sessions = 0
     let slotCreated = false
+    const ready = Deferred.makeUnsafe<LogicalReady, LogicalError>()
 
     const ack = (lsn: Lsn.Lsn): Effect.Effect<void> =>
       Effect.suspend(() => {
@@ -410,6 +429,7 @@ export const make = (
       return at === undefined ? Effect.void : ack(at)
     }
 
+    let createdSlot: Commands.CreatedSlot | undefined
     /** One connection: START_REPLICATION, then its messages as events. */
     const session: Stream.Stream<LogicalEvent, LogicalError> = Stream.unwrap(
       Effect.gen(function*() {
@@ -428,9 +448,9 @@ export const make = (
             twoPhase: options.twoPhase === true && isPgoutput ? true : undefined
           })
           if (options.createSlot.ifNotExists === true) {
-            yield* Effect.catchIf(create, (e) => e._tag === "PgServerError" && e.code === "42710", () => Effect.void)
+            createdSlot = yield* Effect.catchIf(create, (e) => e._tag === "PgServerError" && e.code === "42710", () => Effect.undefined)
           } else {
-            yield* create
+            createdSlot = yield* create
           }
           slotCreated = options.createSlot.temporary !== true
         }
@@ -443,6 +463,7 @@ export const make = (
           try: () => Commands.startLogicalCommand({ slot: options.slot, startLsn: acked, pluginOptions }),
           catch: (e) => e as InvalidRequestError
         })
+        const startLsn = acked
         const rs = yield* startReplication(conn, command, {
           mode: "logical",
           initialAck: acked,
@@ -455,6 +476,7 @@ export const make = (
             : undefined
         })
         current = { ack: rs.ack, sendStatus: rs.sendStatus(), positions: rs.positions }
+        Deferred.doneUnsafe(ready, Exit.succeed({ createdSlot, startLsn }))
         if (acked > Lsn.zero) yield* rs.ack(acked)
 
         const decoder = isPgoutput
@@ -568,8 +590,23 @@ export const make = (
     const acknowledge = <A extends LogicalEvent, E, R>(self: Stream.Stream<A, E, R>): Stream.Stream<A, E, R> =>
       Stream.tap(self, (a) => ackTarget(a))
 
+    // `ready` never outlives the stream unsettled: an end before the first START_REPLICATION settles it.
+    const changes = loop(1).pipe(
+      Stream.onExit((exit) =>
+        Effect.sync(() => {
+          Deferred.doneUnsafe(
+            ready,
+            Exit.isFailure(exit)
+              ? Exit.failCause(exit.cause)
+              : Exit.fail(new InvalidRequestError({ reason: "Other", message: `replication from slot ${options.slot} ended before it started` }))
+          )
+        })
+      )
+    )
+
     return {
-      changes: loop(1),
+      changes,
+      ready: Deferred.await(ready),
       ack: ackTarget,
       acknowledge,
       flush: Effect.suspend(() => (current === undefined ? Effect.void : current.sendStatus)),

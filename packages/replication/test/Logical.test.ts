@@ -361,3 +361,54 @@ describe("Logical: backpressure", () => {
       assert.isTrue(maxAhead < 2_000_000n, `client ran ${maxAhead} bytes ahead`)
     }), 60_000)
 })
+
+describe("Logical: ready", () => {
+  it.live("a slot created by the stream: `ready` waits for its consistent point; every later commit arrives", () =>
+    Effect.gen(function*() {
+      const table = unique("rt")
+      const pub = unique("rp")
+      const slot = unique("rs")
+      const admin = yield* Connection.make(config())
+      yield* admin.simple(`create table ${table} (id int primary key); create publication ${pub} for table ${table}`)
+      yield* Effect.addFinalizer(() => Effect.ignore(sql(config(), `drop publication if exists ${pub}; drop table if exists ${table}`)))
+      // A transaction with an xid, open while the slot is created: creation waits for it to end.
+      const holder = yield* Connection.make(config())
+      yield* holder.simple(`begin; insert into ${table} values (0)`)
+
+      const repl = yield* Logical.make(config(), { slot, publications: [pub], createSlot: { temporary: true } })
+      const { next } = yield* collect(repl.changes)
+      const ready = yield* Effect.forkScoped(repl.ready)
+      // Listed and active already, yet not consistent: `ready` has not completed.
+      const listed = yield* eventually(
+        Effect.map(
+          admin.query<{ active: boolean }>("select active from pg_replication_slots where slot_name = $1", [slot]),
+          (r) => r.rows[0]?.active === true
+        )
+      )
+      assert.isTrue(listed)
+      yield* Effect.sleep("300 millis")
+      assert.isUndefined(ready.pollUnsafe(), "ready completed while the slot still waited for an open transaction")
+
+      yield* holder.simple("commit")
+      const started = yield* Fiber.join(ready).pipe(Effect.timeout("20 seconds"))
+      assert.isDefined(started.createdSlot)
+      assert.strictEqual(started.createdSlot!.slotName, slot)
+      const consistent = started.createdSlot!.consistentPoint!
+      assert.isTrue(consistent > Lsn.zero)
+
+      yield* admin.simple(`insert into ${table} values (1)`)
+      const ins = yield* next("Insert")
+      assert.deepStrictEqual(ins.new, { id: 1 })
+      assert.isTrue(ins.lsn >= consistent)
+    }), 60_000)
+
+  it.live("`ready` fails with the stream's error when it ends before replicating (no hang)", () =>
+    Effect.gen(function*() {
+      const repl = yield* Logical.make(config(), { slot: unique("missing"), publications: ["none"], reconnect: false })
+      const ready = yield* Effect.forkScoped(Effect.flip(repl.ready))
+      const streamError = yield* Effect.flip(Stream.runDrain(repl.changes))
+      const readyError = yield* Fiber.join(ready).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(streamError._tag, "PgServerError")
+      assert.strictEqual(readyError, streamError)
+    }))
+})

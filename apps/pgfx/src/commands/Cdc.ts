@@ -200,6 +200,12 @@ export const runCdc = (args: Args) =>
       statusInterval: Duration.seconds(5)
     })
     yield* info(`streaming slot ${args.slot} (publication ${args.publication}) to ${out.name}`)
+    if (createInStream !== undefined) {
+      // The temporary slot captures commits from its consistent point on: say when that is.
+      yield* Effect.forkScoped(
+        Effect.ignore(Effect.flatMap(repl.ready, (r) => info(`created temporary slot ${args.slot} at ${lsnText(r.createdSlot?.consistentPoint) ?? "?"}`)))
+      )
+    }
     let lines = 0
     let transactions = 0
     let lastAck: Lsn.Lsn | undefined
