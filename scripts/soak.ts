@@ -58,6 +58,11 @@ const retainedHeapMb = (): number => {
   return process.memoryUsage().heapUsed / 1048576
 }
 const rssMb = (): number => process.memoryUsage().rss / 1048576
+/** Off-heap memory: external (incl. Buffers' backing stores) and V8's committed heap, to tell RSS growth apart. */
+const nativeMemory = (): string => {
+  const m = process.memoryUsage()
+  return `(external ${(m.external / 1048576).toFixed(0)} MB, buffers ${(m.arrayBuffers / 1048576).toFixed(0)} MB, heap committed ${(m.heapTotal / 1048576).toFixed(0)} MB)`
+}
 const resources = (): Record<string, number> => {
   const counts: Record<string, number> = {}
   for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1
@@ -423,7 +428,7 @@ const main = async () => {
           if (SNAPSHOTS && heapSamples.length === 6) firstSnapshot = summariseSnapshot()
           rssSamples.push(rssMb())
           log(
-            `heap ${heapSamples.at(-1)!.toFixed(1)} MB rss ${rssSamples.at(-1)!.toFixed(0)} MB | queries ${counters.queriesOk}/${counters.queriesFailed} inserts ${counters.insertsAcked} copies ${counters.copiesAcked}/${counters.copiesFailed} notifications ${counters.notificationsReceived}/${counters.notificationsSent} replicated ${replicated.size} faults ${proxy.stats().faults} proxy open ${proxy.stats().openConnections}`
+            `heap ${heapSamples.at(-1)!.toFixed(1)} MB rss ${rssSamples.at(-1)!.toFixed(0)} MB ${nativeMemory()} | queries ${counters.queriesOk}/${counters.queriesFailed} inserts ${counters.insertsAcked} copies ${counters.copiesAcked}/${counters.copiesFailed} notifications ${counters.notificationsReceived}/${counters.notificationsSent} replicated ${replicated.size} faults ${proxy.stats().faults} proxy open ${proxy.stats().openConnections}`
           )
         }
       })
