@@ -13,6 +13,8 @@
  *   (PostgreSQL 15, pgoutput proto_version 1, output to /dev/null) leave values as text / bytes.
  * - The unix-socket group repeats pgfx and pg-logical-replication over the server's unix socket: the walsender
  *   sends each change with its own send(), which costs the server less there than over TCP loopback.
+ * - "readBatching 100 µs" is pgfx with the replication stream's opt-in read batching (after a small read the
+ *   thread sleeps 100 µs so the next read carries many changes): its CPU per change beside the default's.
  * - "pgfx slow consumer" sleeps 1 ms per 100 events (slower than the server): its peak RSS shows that a consumer
  *   slower than the server keeps memory flat (the socket pauses), not its throughput.
  */
@@ -87,7 +89,7 @@ class Tally {
 
 // --- pgfx -----------------------------------------------------------------------------------------
 
-const pgfx = (options: { readonly slow?: boolean; readonly binary?: boolean; readonly via?: "tcp" | "unix" }) =>
+const pgfx = (options: { readonly slow?: boolean; readonly binary?: boolean; readonly via?: "tcp" | "unix"; readonly readBatching?: boolean }) =>
 async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const { Effect, Stream } = await import("effect")
   const Connection = await import("@pgfx/connection/Connection")
@@ -104,7 +106,8 @@ async (ctx: BenchContext): Promise<WorkerOutcome> => {
           slot,
           publications: [PUBLICATION],
           binary: options.binary === true,
-          statusInterval: "1 second"
+          statusInterval: "1 second",
+          readBatching: options.readBatching === true ? "100 micros" : undefined
         })
         const tally = new Tally(expectedCommits)
         yield* repl.changes.pipe(
@@ -267,6 +270,7 @@ const SLOW = "slow consumer (memory)"
 
 const contenders: ReadonlyArray<Contender> = [
   { id: "pgfx", label: "pgfx Logical (text values)", group: GROUP, isPgfx: true, run: pgfx({}) },
+  { id: "pgfx-batched", label: "pgfx Logical (text values), readBatching 100 µs", group: GROUP, isPgfx: true, run: pgfx({ readBatching: true }) },
   { id: "pgfx-binary", label: "pgfx Logical (binary values)", group: GROUP, isPgfx: true, run: pgfx({ binary: true }) },
   { id: "pg-logical-replication", label: "pg-logical-replication 2.5 (auto-ack off)", group: GROUP, run: pgLogicalReplication("tcp") },
   { id: "pgwire", label: "pgwire 0.8 pgoutputDecode (values as text)", group: GROUP, run: pgwire },

@@ -55,6 +55,8 @@ export interface PhysicalOptions {
   readonly segmentSize?: number | undefined
   readonly statusInterval?: Duration.Input | undefined
   readonly bufferChunks?: number | undefined
+  /** Read batching while streaming (see ReplicationOptions.readBatching). Default off. */
+  readonly readBatching?: Duration.Input | undefined
   readonly hotStandbyFeedback?: (() => StandbyFeedback | undefined) | undefined
   /** Called when streaming moves to the next timeline (before the first chunk of the new one). */
   readonly onTimelineSwitch?: ((from: number, next: TimelineSwitch) => Effect.Effect<void, PgError>) | undefined
@@ -99,6 +101,7 @@ export const physicalReplication = (
         initialAck: acked,
         statusInterval: options.statusInterval,
         bufferChunks: options.bufferChunks,
+        readBatching: options.readBatching,
         hotStandbyFeedback: options.hotStandbyFeedback
       }).pipe(Scope.provide(scope))
 

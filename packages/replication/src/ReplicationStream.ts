@@ -100,6 +100,13 @@ export interface ReplicationOptions {
   readonly idleAfter?: ((message: XLogData) => boolean) | undefined
   /** Acknowledge keepalive positions while idle (see the module header). Default true. */
   readonly advanceWhenIdle?: boolean | undefined
+  /**
+   * Read batching while in COPY (plain TCP and unix sockets; TLS unaffected): after a read of less than
+   * 16 KiB the connection's thread sleeps this long (at most 1 ms; it blocks the event loop) before
+   * handling it, so the walsender's one-send-per-change messages arrive many per read. Measured in B6:
+   * 100 µs halves the client's CPU per change at the same throughput. Default off.
+   */
+  readonly readBatching?: Duration.Input | undefined
   /** Hot standby feedback sent with every periodic status update (physical standbys). */
   readonly hotStandbyFeedback?: (() => StandbyFeedback | undefined) | undefined
 }
@@ -180,6 +187,7 @@ class ReplicationRequest implements Pending {
   private readonly logical: boolean
   private readonly idleAfter: ((m: XLogData) => boolean) | undefined
   private readonly advanceWhenIdle: boolean
+  private readonly readBatchingMs: number
 
   readonly conn: ConnectionApi
   readonly queue: Queue.Queue<ReadonlyArray<ReplicationMessage>, PgError | Cause.Done>
@@ -207,6 +215,7 @@ class ReplicationRequest implements Pending {
     this.logical = options.mode === "logical"
     this.idleAfter = options.idleAfter
     this.advanceWhenIdle = options.advanceWhenIdle ?? true
+    this.readBatchingMs = options.readBatching === undefined ? 0 : Duration.toMillis(Duration.fromInputUnsafe(options.readBatching))
     this.acked = options.initialAck ?? Lsn.zero
     this.confirmed = this.acked
   }
@@ -235,6 +244,7 @@ class ReplicationRequest implements Pending {
       case COPY_BOTH:
         if (this.inCopy) unexpected(type, "twice")
         this.inCopy = true
+        if (this.readBatchingMs > 0) this.conn.internal.wire.transport.setReadBatching(this.readBatchingMs)
         Deferred.doneUnsafe(this.started, Effect.succeed(true))
         return false
       case COPY_DONE:
@@ -304,6 +314,8 @@ class ReplicationRequest implements Pending {
 
   private complete(): void {
     this.finished = true
+    // The connection is a plain one again (the next command's replies are not batched).
+    if (this.readBatchingMs > 0) this.conn.internal.wire.transport.setReadBatching(0)
     this.afterChunk()
     const error = this.error
     const outcome: ReplicationOutcome = { nextTimeline: this.nextTimeline, commandTag: this.commandTag }
@@ -318,6 +330,7 @@ class ReplicationRequest implements Pending {
 
   onFail(error: WireError): void {
     this.finished = true
+    if (this.readBatchingMs > 0) this.conn.internal.wire.transport.setReadBatching(0)
     Queue.failCauseUnsafe(this.queue, Cause.fail(error))
     Deferred.doneUnsafe(this.started, Effect.fail(error))
     Deferred.doneUnsafe(this.done, Effect.fail(error))

@@ -81,6 +81,42 @@ describe("ReplicationStream: acknowledgements (logical, test_decoding, private P
     }), { timeout: 60_000 })
 })
 
+describe("ReplicationStream: read batching (opt-in)", () => {
+  it.live("small reads are batched while streaming: every change arrives, a lone one too, and batching ends with the stream", () =>
+    Effect.gen(function*() {
+      const server = yield* privateServer(18)
+      const config = configFor(server.info)
+      const repl = yield* Connection.make({ ...config, replication: "database" })
+      const sql = yield* Connection.make(config)
+      yield* sql.simple("create table pgfx_batch (id int)")
+      const slot = uniqueSlot("pgfx_batch")
+      const created = yield* Commands.createReplicationSlot(repl, slot, Commands.logical("test_decoding"), { snapshot: "nothing" })
+      yield* sql.simple("insert into pgfx_batch select generate_series(1, 20000)")
+      const transport = repl.internal.wire.transport
+      const stream = yield* startReplication(
+        repl,
+        Commands.startLogicalCommand({ slot, startLsn: created.consistentPoint!, pluginOptions: { "skip-empty-xacts": "1" } }),
+        { mode: "logical", readBatching: "200 micros" }
+      )
+      const isCommit = (m: ReplicationMessage) => m._tag === "XLogData" && text(m).startsWith("COMMIT")
+      const all = (yield* pullUntil(stream.pull, isCommit)).filter((m): m is XLogData => m._tag === "XLogData")
+      // Every change, in order: BEGIN, 20,000 rows, COMMIT.
+      assert.strictEqual(all.length, 20002)
+      assert.deepStrictEqual(all.slice(1, -1).map((m) => Number(/id\[integer\]:(\d+)/.exec(text(m))?.[1])), Array.from({ length: 20000 }, (_, i) => i + 1))
+      assert.isAbove(transport.batchedReads, 0, "the walsender's small sends were batched")
+      // A change on its own is not held back: it arrives with the next read, at most one sleep later.
+      yield* sql.simple("insert into pgfx_batch values (-1)")
+      const lone = (yield* pullUntil(stream.pull, isCommit)).filter((m): m is XLogData => m._tag === "XLogData")
+      assert.match(text(lone[1]!), /id\[integer\]:-1/)
+      yield* stream.end
+      // After the stream, replies are handled as on any connection: no more batching.
+      const batched = transport.batchedReads
+      for (let i = 0; i < 5; i++) yield* Commands.identifySystem(repl)
+      assert.strictEqual(transport.batchedReads, batched)
+      yield* Commands.dropReplicationSlot(repl, slot)
+    }), { timeout: 60_000 })
+})
+
 describe("ReplicationStream: errors", () => {
   it.live("a refused START_REPLICATION is the server's error, and the connection stays usable (PostgreSQL 18 and 15)", () =>
     Effect.gen(function*() {
