@@ -1,9 +1,12 @@
-/** `30s`, `2m`, `1h`, `500ms`, or a plain number of seconds → milliseconds (undefined if unparsable). */
+/** `30s`, `2m`, `1h`, `500ms`, `100us`, or a plain number of seconds → milliseconds (undefined if unparsable). */
 export const parseDurationMs = (text: string): number | undefined => {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h)?\s*$/i.exec(text)
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|sec|m|min|h)?\s*$/i.exec(text)
   if (m === null) return undefined
   const n = Number(m[1])
   switch ((m[2] ?? "s").toLowerCase()) {
+    case "us":
+    case "µs":
+      return n / 1000
     case "ms":
       return n
     case "s":

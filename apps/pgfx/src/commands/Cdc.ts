@@ -51,6 +51,10 @@ const flags = {
   transactions: Flag.Boolean("transactions").pipe(Flag.withDescription("also write begin/commit lines"), Flag.withDefault(false)),
   dropSlot: Flag.Boolean("drop-slot").pipe(Flag.withDescription("drop the slot (and a publication created by this run) at exit"), Flag.withDefault(false)),
   temporary: Flag.Boolean("temporary").pipe(Flag.withDescription("create the slot TEMPORARY (gone when the session ends)"), Flag.withDefault(false)),
+  readBatching: Flag.String("read-batching").pipe(
+    Flag.withDescription("after a small read, wait this long (e.g. 100us, at most 1ms; blocks the process) so changes arrive in batches: less CPU per change"),
+    Flag.optional
+  ),
   duration: Flag.String("duration").pipe(Flag.withDescription("stop after this long (e.g. 30s); default: until Ctrl-C"), Flag.optional),
   quiet: Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDescription("no status lines on stderr"), Flag.withDefault(false))
 }
@@ -110,6 +114,13 @@ export const runCdc = (args: Args) =>
   Effect.gen(function*() {
     markStopIsClean()
     const info = (s: string) => (args.quiet ? Effect.void : Effect.sync(() => process.stderr.write(`pgfx cdc: ${s}\n`)))
+    let readBatchingMs: number | undefined
+    if (Option.isSome(args.readBatching)) {
+      readBatchingMs = parseDurationMs(args.readBatching.value)
+      if (readBatchingMs === undefined || readBatchingMs <= 0 || readBatchingMs > 1) {
+        return yield* Effect.fail(new UsageError({ message: `--read-batching: "${args.readBatching.value}" is not a duration above 0 and at most 1ms` }))
+      }
+    }
     let durationMs: number | undefined
     if (Option.isSome(args.duration)) {
       durationMs = parseDurationMs(args.duration.value)
@@ -197,7 +208,8 @@ export const runCdc = (args: Args) =>
       messages: true,
       startLsn,
       createSlot: createInStream,
-      statusInterval: Duration.seconds(5)
+      statusInterval: Duration.seconds(5),
+      readBatching: readBatchingMs // milliseconds
     })
     yield* info(`streaming slot ${args.slot} (publication ${args.publication}) to ${out.name}`)
     if (createInStream !== undefined) {
