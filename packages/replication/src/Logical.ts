@@ -133,7 +133,7 @@ export interface LogicalOptions {
   /**
    * Read batching (off by default; plain TCP/unix sockets): after a small read the thread sleeps this
    * long (at most 1 ms, blocking the event loop) so the walsender's per-change sends arrive many per read.
-   * B6: "100 micros" halves the client's CPU per change at the same throughput (ReplicationStream.ts).
+   * B6: "100 micros" cuts the client's CPU per change by 40–50 %, at 90–99 % of the throughput.
    */
   readonly readBatching?: Duration.Input | undefined
   /** Reconnect on transient failures (default on); false fails the stream at the first one. */

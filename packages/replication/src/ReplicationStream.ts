@@ -104,7 +104,8 @@ export interface ReplicationOptions {
    * Read batching while in COPY (plain TCP and unix sockets; TLS unaffected): after a read of less than
    * 16 KiB the connection's thread sleeps this long (at most 1 ms; it blocks the event loop) before
    * handling it, so the walsender's one-send-per-change messages arrive many per read. Measured in B6:
-   * 100 µs halves the client's CPU per change at the same throughput. Default off.
+   * 100 µs cuts the client's CPU per change by 40–50 %, at 90–99 % of the throughput. Default off.
+   * Switched off again when the command ends (or the Scope closes).
    */
   readonly readBatching?: Duration.Input | undefined
   /** Hot standby feedback sent with every periodic status update (physical standbys). */
@@ -438,6 +439,10 @@ export const startReplication = (
       return Deferred.await(done)
     })
 
+    if (options.readBatching !== undefined) {
+      // Runs after the finalizer below (finalizers run in reverse): batching never outlives the stream.
+      yield* Effect.addFinalizer(() => Effect.sync(() => conn.internal.wire.transport.setReadBatching(0)))
+    }
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         if (request.finished) return Effect.void
