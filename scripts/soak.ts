@@ -172,6 +172,9 @@ interface ProxyStats {
   readonly faults: number
   readonly openConnections: number
   readonly totalConnections: number
+  /** The proxy worker's own V8 heap (its isolate is not in the main thread's memoryUsage, only in RSS). */
+  readonly heapUsedMb: number
+  readonly heapCommittedMb: number
 }
 
 /** Runs in the worker: the proxy, and random faults until told to stop. */
@@ -222,7 +225,16 @@ const proxyWorker = async (): Promise<void> => {
     proxy.reset()
   }
   const looping = loop()
-  const stats = (): ProxyStats => ({ faults, openConnections: proxy.openConnections, totalConnections: proxy.totalConnections })
+  const stats = (): ProxyStats => {
+    const heap = V8.getHeapStatistics()
+    return {
+      faults,
+      openConnections: proxy.openConnections,
+      totalConnections: proxy.totalConnections,
+      heapUsedMb: heap.used_heap_size / 1048576,
+      heapCommittedMb: heap.total_heap_size / 1048576
+    }
+  }
   parentPort!.on("message", async (req: ProxyRequest) => {
     if (req.type === "stopFaults") {
       faulting = false
@@ -243,7 +255,7 @@ const startProxyWorker = async (targetPort: number, faultSeed: number) => {
   const worker = new Worker(new URL(import.meta.url), { workerData: { targetPort, faultSeed } })
   const waiting = new Map<number, (stats: ProxyStats) => void>()
   let nextId = 1
-  let lastStats: ProxyStats = { faults: 0, openConnections: 0, totalConnections: 0 }
+  let lastStats: ProxyStats = { faults: 0, openConnections: 0, totalConnections: 0, heapUsedMb: 0, heapCommittedMb: 0 }
   const port = await new Promise<number>((resolve, reject) => {
     worker.once("error", reject)
     worker.on("message", (m: { id: number; port?: number; stats: ProxyStats }) => {
@@ -428,7 +440,7 @@ const main = async () => {
           if (SNAPSHOTS && heapSamples.length === 6) firstSnapshot = summariseSnapshot()
           rssSamples.push(rssMb())
           log(
-            `heap ${heapSamples.at(-1)!.toFixed(1)} MB rss ${rssSamples.at(-1)!.toFixed(0)} MB ${nativeMemory()} | queries ${counters.queriesOk}/${counters.queriesFailed} inserts ${counters.insertsAcked} copies ${counters.copiesAcked}/${counters.copiesFailed} notifications ${counters.notificationsReceived}/${counters.notificationsSent} replicated ${replicated.size} faults ${proxy.stats().faults} proxy open ${proxy.stats().openConnections}`
+            `heap ${heapSamples.at(-1)!.toFixed(1)} MB rss ${rssSamples.at(-1)!.toFixed(0)} MB ${nativeMemory()} | queries ${counters.queriesOk}/${counters.queriesFailed} inserts ${counters.insertsAcked} copies ${counters.copiesAcked}/${counters.copiesFailed} notifications ${counters.notificationsReceived}/${counters.notificationsSent} replicated ${replicated.size} faults ${proxy.stats().faults} proxy open ${proxy.stats().openConnections} (proxy worker heap ${proxy.stats().heapUsedMb.toFixed(0)}/${proxy.stats().heapCommittedMb.toFixed(0)} MB)`
           )
         }
       })
