@@ -1110,8 +1110,10 @@ class FileSink implements PayloadSink {
         this.writing = false
         this.queued.shift()
         if (this.spare.length < MAX_QUEUED_WRITES) this.spare.push(job.buf)
-        if (err !== null) this.fail(err)
-        else this.writeNext()
+        if (err !== null) return this.fail(err)
+        this.writeNext()
+        // A buffer left the queue: a reader waiting for room goes on while the next write runs.
+        this.wake()
       })
     }
     write(0)
