@@ -119,6 +119,25 @@ const syscallCounts = (): { readonly reads: number; readonly writes: number } =>
   }
 }
 
+/** The machine's TCP counters (/proc/net/netstat TcpExt and /proc/net/snmp Tcp), by name. */
+const tcpCounters = (): Map<string, number> => {
+  const counters = new Map<string, number>()
+  for (const file of ["/proc/net/netstat", "/proc/net/snmp"]) {
+    try {
+      const lines = Fs.readFileSync(file, "utf8").split("\n")
+      for (let i = 0; i + 1 < lines.length; i += 2) {
+        const names = lines[i]!.split(" ")
+        const values = lines[i + 1]!.split(" ")
+        if (names[0] !== "TcpExt:" && names[0] !== "Tcp:") continue
+        for (let j = 1; j < names.length; j++) counters.set(names[j]!, Number(values[j]))
+      }
+    } catch {
+      // not Linux
+    }
+  }
+  return counters
+}
+
 export const startTimer = (
   options?: { readonly collect?: boolean }
 ): ((ops: number, extra?: Record<string, number>, note?: string) => WorkerOutcome) => {
@@ -130,6 +149,7 @@ export const startTimer = (
     // not Linux, or not permitted: the peak then covers the whole process
   }
   const io0 = syscallCounts()
+  const tcp0 = process.env["PGFX_BENCH_MEMORY"] === "1" ? tcpCounters() : undefined
   const cpu0 = process.cpuUsage()
   const t0 = process.hrtime.bigint()
   return (ops, extra, note) => {
@@ -140,6 +160,11 @@ export const startTimer = (
     if (process.env["PGFX_BENCH_MEMORY"] === "1") {
       const io1 = syscallCounts()
       process.stderr.write(`cpu user ${cpu.user} µs, system ${cpu.system} µs over ${ops} ops; read syscalls ${io1.reads - io0.reads}, write syscalls ${io1.writes - io0.writes}\n`)
+      // The whole machine's TCP counters over the timed section (client and server alike; loopback).
+      const tcp1 = tcpCounters()
+      const moved = [...tcp1].map(([name, value]) => [name, value - (tcp0?.get(name) ?? value)] as const)
+        .filter(([name, delta]) => delta >= 100 && !/Octets|CurrEstab|RtoMax|MaxConn/.test(name))
+      process.stderr.write(`tcp ${moved.map(([name, delta]) => `${name} ${delta}`).join(", ")}\n`)
       dumpMemory()
     }
     const sample: Sample = {

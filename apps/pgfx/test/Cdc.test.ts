@@ -80,7 +80,7 @@ describe("pgfx cdc", () => {
     const slot = uniqueName("cdc_snap_slot")
     const pub = uniqueName("cdc_snap_pub")
     await sql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text, n numeric, at timestamptz); INSERT INTO ${table} SELECT i, 'v' || i, i / 4.0, '2024-01-01Z' FROM generate_series(1, 300) i`)
-    const run = spawnCli(["cdc", uriFor(), "--slot", slot, "--publication", pub, "--tables", table, "--snapshot", "--drop-slot", "--read-batching", "100us"])
+    const run = spawnCli(["cdc", uriFor(), "--slot", slot, "--publication", pub, "--tables", table, "--snapshot", "--drop-slot", "--read-batching", "10ms"])
     await run.waitFor(/streaming slot/)
     await sql(`INSERT INTO ${table} SELECT i, 'v' || i FROM generate_series(301, 400) i`)
     await waitUntil(() => run.stdout().split("\n").filter((l) => l.includes('"op":"insert"')).length >= 100, "the streamed inserts")
@@ -147,9 +147,9 @@ describe("pgfx cdc", () => {
     expect(bad.stderr).toMatch(/--start-lsn/)
     const proto = await runCli(["cdc", uriFor(), "--proto-version", "9"])
     expect(proto.code).toBe(2)
-    const batching = await runCli(["cdc", uriFor(), "--read-batching", "5ms"])
+    const batching = await runCli(["cdc", uriFor(), "--read-batching", "500ms"])
     expect(batching.code).toBe(2)
-    expect(batching.stderr).toMatch(/--read-batching: "5ms" is not a duration above 0 and at most 1ms/)
+    expect(batching.stderr).toMatch(/--read-batching: "500ms" is not a duration above 0 and at most 100ms/)
   })
 
   it("asks pgoutput for binary values and an older protocol version, with a temporary slot", async () => {

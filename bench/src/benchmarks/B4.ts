@@ -11,7 +11,8 @@
  *   column) and the client's own row count where it reports one.
  * - Every client streams the file in 64 KiB chunks (node:fs read streams; pgfx's copyFromFile its own
  *   64 KiB reads; psql its own reads), so no client holds the file in memory. One pgfx row shows
- *   copyFromFile's default 1 MiB reads, one the Stream path (`Stream.run(fileStream, copyFrom(…))`).
+ *   copyFromFile's default 1 MiB reads, beside pg-copy-streams fed 1 MiB chunks (the same read size on
+ *   both sides), and one the Stream path (`Stream.run(fileStream, copyFrom(…))`).
  * - The server-only figure runs over node-postgres but the client only sends one statement: its client
  *   CPU is nil; its throughput is what the server can do alone, the ceiling for every client.
  */
@@ -25,7 +26,7 @@ const TABLE = "b4_rows"
 const GROUP = "COPY FROM STDIN, text format, from a file"
 const CHUNK = 64 * 1024
 
-const readStream = (path: string) => Fs.createReadStream(path, { highWaterMark: CHUNK })
+const readStream = (path: string, chunk = CHUNK) => Fs.createReadStream(path, { highWaterMark: chunk })
 
 /** The common round: warm-up, timed copy, checks. `copy` returns the client's row count when it has one. */
 const round = async (
@@ -69,14 +70,15 @@ const pgfxFile = (via: Via, readSize: number, blockingReads = false) => async (c
   })
 }
 
-const pgCopyStreams = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+/** pg-copy-streams fed by a node:fs read stream of `chunk`-byte reads (each chunk one CopyData message). */
+const pgCopyStreams = (chunk: number) => async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const { from } = await import("pg-copy-streams")
   const { pipeline } = await import("node:stream/promises")
   const client = await pgClient(ctx)
   const exec = async (sql: string) => (await client.query(sql)).rows[0]?.["checksum"]
   const copy = async (path: string) => {
     const sink = client.query(from(`copy ${TABLE} from stdin`)) as unknown as ReturnType<typeof from>
-    await pipeline(readStream(path), sink)
+    await pipeline(readStream(path, chunk), sink)
     return sink.rowCount
   }
   const outcome = await round(textData(), exec, copy)
@@ -127,7 +129,8 @@ const contenders: ReadonlyArray<Contender> = [
   { id: "pgfx-file-default", label: "pgfx copyFromFile (1 MiB reads, its default)", group: GROUP, isPgfx: true, run: pgfxFile("tcp", 1024 * 1024) },
   { id: "pgfx-unix", label: "pgfx copyFromFile (64 KiB reads), unix socket", group: GROUP, isPgfx: true, run: pgfxFile("unix", CHUNK) },
   { id: "pgfx-stream", label: "pgfx copyFrom (Node file stream → Stream)", group: GROUP, isPgfx: true, run: pgfx("tcp") },
-  { id: "pg-copy-streams", label: "pg 8.23 + pg-copy-streams 7", group: GROUP, run: pgCopyStreams },
+  { id: "pg-copy-streams", label: "pg 8.23 + pg-copy-streams 7", group: GROUP, run: pgCopyStreams(CHUNK) },
+  { id: "pg-copy-streams-1m", label: "pg 8.23 + pg-copy-streams 7 (1 MiB reads)", group: GROUP, run: pgCopyStreams(1024 * 1024) },
   { id: "postgres", label: "postgres.js 3.4 .writable()", group: GROUP, run: postgresWritable },
   { id: "psql", label: "psql \\copy (libpq)", group: GROUP, subprocess: true, run: psqlCopy },
   {
@@ -166,6 +169,14 @@ export const benchmark: Benchmark = {
       label: "the same with blockingReads (reads on the event loop, as psql)",
       pgfx: "pgfx-blocking",
       peers: ["pg-copy-streams"],
+      atLeast: 1.43,
+      metric: "cpu"
+    },
+    {
+      _tag: "Ratio",
+      label: "the same with 1 MiB reads on both sides (copyFromFile's default; pg-copy-streams fed 1 MiB chunks)",
+      pgfx: "pgfx-file-default",
+      peers: ["pg-copy-streams-1m"],
       atLeast: 1.43,
       metric: "cpu"
     }

@@ -86,7 +86,8 @@ describe("ReplicationStream: read batching (opt-in)", () => {
     Effect.gen(function*() {
       const server = yield* privateServer(18)
       const config = configFor(server.info)
-      const repl = yield* Connection.make({ ...config, replication: "database" })
+      // Over TCP: read batching leaves unix sockets alone.
+      const repl = yield* Connection.make({ ...config, host: "127.0.0.1", sslMode: "disable", replication: "database" })
       const sql = yield* Connection.make(config)
       yield* sql.simple("create table pgfx_batch (id int)")
       const slot = uniqueSlot("pgfx_batch")
@@ -96,7 +97,7 @@ describe("ReplicationStream: read batching (opt-in)", () => {
       const stream = yield* startReplication(
         repl,
         Commands.startLogicalCommand({ slot, startLsn: created.consistentPoint!, pluginOptions: { "skip-empty-xacts": "1" } }),
-        { mode: "logical", readBatching: "200 micros" }
+        { mode: "logical", readBatching: "10 millis" }
       )
       const isCommit = (m: ReplicationMessage) => m._tag === "XLogData" && text(m).startsWith("COMMIT")
       const all = (yield* pullUntil(stream.pull, isCommit)).filter((m): m is XLogData => m._tag === "XLogData")
@@ -104,7 +105,7 @@ describe("ReplicationStream: read batching (opt-in)", () => {
       assert.strictEqual(all.length, 20002)
       assert.deepStrictEqual(all.slice(1, -1).map((m) => Number(/id\[integer\]:(\d+)/.exec(text(m))?.[1])), Array.from({ length: 20000 }, (_, i) => i + 1))
       assert.isAbove(transport.batchedReads, 0, "the walsender's small sends were batched")
-      // A change on its own is not held back: it arrives with the next read, at most one sleep later.
+      // A change on its own is not held back: it arrives with the next read, at most one pause later.
       yield* sql.simple("insert into pgfx_batch values (-1)")
       const lone = (yield* pullUntil(stream.pull, isCommit)).filter((m): m is XLogData => m._tag === "XLogData")
       assert.match(text(lone[1]!), /id\[integer\]:-1/)
@@ -113,6 +114,64 @@ describe("ReplicationStream: read batching (opt-in)", () => {
       const batched = transport.batchedReads
       for (let i = 0; i < 5; i++) yield* Commands.identifySystem(repl)
       assert.strictEqual(transport.batchedReads, batched)
+      yield* Commands.dropReplicationSlot(repl, slot)
+    }), { timeout: 60_000 })
+
+  it.live("with a slow consumer too: the backpressure pause and the batching pause each hold the socket, every change arrives", () =>
+    Effect.gen(function*() {
+      const server = yield* privateServer(18)
+      const config = configFor(server.info)
+      const repl = yield* Connection.make({ ...config, host: "127.0.0.1", sslMode: "disable", replication: "database" })
+      const sql = yield* Connection.make(config)
+      yield* sql.simple("create table pgfx_batch_slow (id int)")
+      const slot = uniqueSlot("pgfx_batch_slow")
+      const created = yield* Commands.createReplicationSlot(repl, slot, Commands.logical("test_decoding"), { snapshot: "nothing" })
+      yield* sql.simple("insert into pgfx_batch_slow select generate_series(1, 30000)")
+      const stream = yield* startReplication(
+        repl,
+        Commands.startLogicalCommand({ slot, startLsn: created.consistentPoint!, pluginOptions: { "skip-empty-xacts": "1" } }),
+        { mode: "logical", readBatching: "5 millis", bufferChunks: 1 }
+      )
+      const ids: Array<number> = []
+      let commit = false
+      while (!commit) {
+        const batch = yield* Effect.timeout(stream.pull, "10 seconds")
+        for (const m of batch) {
+          if (m._tag !== "XLogData") continue
+          const line = text(m)
+          const id = /id\[integer\]:(\d+)/.exec(line)?.[1]
+          if (id !== undefined) ids.push(Number(id))
+          if (line.startsWith("COMMIT")) commit = true
+        }
+        // Slower than the server: the queue fills and backpressure pauses the socket, batching or not.
+        yield* Effect.sleep("2 millis")
+      }
+      assert.deepStrictEqual(ids, Array.from({ length: 30000 }, (_, i) => i + 1))
+      assert.isAbove(repl.internal.wire.transport.batchedReads, 0)
+      yield* stream.end
+      yield* Commands.dropReplicationSlot(repl, slot)
+    }), { timeout: 60_000 })
+
+  it.live("is left off on a unix socket (its small buffer would stall the server for the pause)", () =>
+    Effect.gen(function*() {
+      const server = yield* privateServer(18)
+      const repl = yield* Connection.make({ ...configFor(server.info), replication: "database" })
+      const sql = yield* Connection.make(configFor(server.info))
+      yield* sql.simple("create table pgfx_batch_unix (id int)")
+      const slot = uniqueSlot("pgfx_batch_unix")
+      const created = yield* Commands.createReplicationSlot(repl, slot, Commands.logical("test_decoding"), { snapshot: "nothing" })
+      yield* sql.simple("insert into pgfx_batch_unix select generate_series(1, 2000)")
+      const stream = yield* startReplication(
+        repl,
+        Commands.startLogicalCommand({ slot, startLsn: created.consistentPoint!, pluginOptions: { "skip-empty-xacts": "1" } }),
+        { mode: "logical", readBatching: "10 millis" }
+      )
+      const isCommit = (m: ReplicationMessage) => m._tag === "XLogData" && text(m).startsWith("COMMIT")
+      const all = (yield* pullUntil(stream.pull, isCommit)).filter((m): m is XLogData => m._tag === "XLogData")
+      assert.strictEqual(all.length, 2002)
+      assert.strictEqual(repl.internal.wire.transport.endpoint.kind, "unix")
+      assert.strictEqual(repl.internal.wire.transport.batchedReads, 0)
+      yield* stream.end
       yield* Commands.dropReplicationSlot(repl, slot)
     }), { timeout: 60_000 })
 })

@@ -52,7 +52,7 @@ const flags = {
   dropSlot: Flag.Boolean("drop-slot").pipe(Flag.withDescription("drop the slot (and a publication created by this run) at exit"), Flag.withDefault(false)),
   temporary: Flag.Boolean("temporary").pipe(Flag.withDescription("create the slot TEMPORARY (gone when the session ends)"), Flag.withDefault(false)),
   readBatching: Flag.String("read-batching").pipe(
-    Flag.withDescription("after a small read, wait this long (e.g. 100us, at most 1ms; blocks the process) so changes arrive in batches: less CPU per change"),
+    Flag.withDescription("over TCP, after a small read stop reading this long (e.g. 10ms, at most 100ms) so the server sends changes in batches: more changes/s, less CPU per change, a change may wait that long"),
     Flag.optional
   ),
   duration: Flag.String("duration").pipe(Flag.withDescription("stop after this long (e.g. 30s); default: until Ctrl-C"), Flag.optional),
@@ -117,8 +117,8 @@ export const runCdc = (args: Args) =>
     let readBatchingMs: number | undefined
     if (Option.isSome(args.readBatching)) {
       readBatchingMs = parseDurationMs(args.readBatching.value)
-      if (readBatchingMs === undefined || readBatchingMs <= 0 || readBatchingMs > 1) {
-        return yield* Effect.fail(new UsageError({ message: `--read-batching: "${args.readBatching.value}" is not a duration above 0 and at most 1ms` }))
+      if (readBatchingMs === undefined || readBatchingMs <= 0 || readBatchingMs > 100) {
+        return yield* Effect.fail(new UsageError({ message: `--read-batching: "${args.readBatching.value}" is not a duration above 0 and at most 100ms` }))
       }
     }
     let durationMs: number | undefined
