@@ -149,7 +149,7 @@ describe("pgfx cdc", () => {
     expect(proto.code).toBe(2)
     const batching = await runCli(["cdc", uriFor(), "--read-batching", "500ms"])
     expect(batching.code).toBe(2)
-    expect(batching.stderr).toMatch(/--read-batching: "500ms" is not a duration above 0 and at most 100ms/)
+    expect(batching.stderr).toMatch(/--read-batching: "500ms" is neither off nor a duration above 0 and at most 100ms/)
   })
 
   it("asks pgoutput for binary values and an older protocol version, with a temporary slot", async () => {
@@ -157,7 +157,7 @@ describe("pgfx cdc", () => {
     const pub = uniqueName("cdc_bin_pub")
     await sql(`CREATE TABLE ${table} (id int PRIMARY KEY, amount numeric(10,2), at timestamptz, tags int[], doc jsonb)`)
     const slot = uniqueName("cdc_bin_slot")
-    const run = spawnCli(["cdc", uriFor(), "--slot", slot, "--publication", pub, "--tables", table, "--binary", "--proto-version", "2", "--temporary"])
+    const run = spawnCli(["cdc", uriFor(), "--slot", slot, "--publication", pub, "--tables", table, "--binary", "--proto-version", "2", "--temporary", "--read-batching", "off"])
     // A temporary slot is listed, and active, while its creation still waits for running transactions;
     // it decodes only commits after its consistent point, which the command reports.
     await run.waitFor(/created temporary slot .* at [0-9A-F]+\/[0-9A-F]+/)

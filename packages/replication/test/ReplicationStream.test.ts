@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Fiber } from "effect"
 import * as Connection from "@pgfx/connection/Connection"
 import * as Commands from "../src/Commands.ts"
 import * as Lsn from "../src/Lsn.ts"
@@ -104,6 +104,26 @@ describe("ReplicationStream: read batching (opt-in)", () => {
       // Every change, in order: BEGIN, 20,000 rows, COMMIT.
       assert.strictEqual(all.length, 20002)
       assert.deepStrictEqual(all.slice(1, -1).map((m) => Number(/id\[integer\]:(\d+)/.exec(text(m))?.[1])), Array.from({ length: 20000 }, (_, i) => i + 1))
+      // A busy stream of small sends (3,000 one-row transactions from 50 concurrent writers) is batched:
+      // only a small read that follows the previous one within a millisecond starts a pause.
+      const writers = yield* Effect.forkChild(
+        Effect.forEach(Array.from({ length: 3000 }, (_, i) => 100_001 + i), (id) => sql.query("insert into pgfx_batch values ($1)", [id]), {
+          concurrency: 50,
+          discard: true
+        })
+      )
+      let commits = 0
+      const busy: Array<number> = []
+      while (commits < 3000) {
+        for (const m of yield* Effect.timeout(stream.pull, "30 seconds")) {
+          if (m._tag !== "XLogData") continue
+          const id = /id\[integer\]:(\d+)/.exec(text(m))?.[1]
+          if (id !== undefined) busy.push(Number(id))
+          if (text(m).startsWith("COMMIT")) commits++
+        }
+      }
+      yield* Fiber.join(writers)
+      assert.deepStrictEqual(busy.sort((a, b) => a - b), Array.from({ length: 3000 }, (_, i) => 100_001 + i))
       assert.isAbove(transport.batchedReads, 0, "the walsender's small sends were batched")
       // A change on its own is not held back: it arrives with the next read, at most one pause later.
       yield* sql.simple("insert into pgfx_batch values (-1)")
@@ -126,28 +146,36 @@ describe("ReplicationStream: read batching (opt-in)", () => {
       yield* sql.simple("create table pgfx_batch_slow (id int)")
       const slot = uniqueSlot("pgfx_batch_slow")
       const created = yield* Commands.createReplicationSlot(repl, slot, Commands.logical("test_decoding"), { snapshot: "nothing" })
+      // A big transaction (sent as fast as the server can) and then a busy run of small ones.
       yield* sql.simple("insert into pgfx_batch_slow select generate_series(1, 30000)")
+      const writers = yield* Effect.forkChild(
+        Effect.forEach(Array.from({ length: 2000 }, (_, i) => 30_001 + i), (id) => sql.query("insert into pgfx_batch_slow values ($1)", [id]), {
+          concurrency: 50,
+          discard: true
+        })
+      )
       const stream = yield* startReplication(
         repl,
         Commands.startLogicalCommand({ slot, startLsn: created.consistentPoint!, pluginOptions: { "skip-empty-xacts": "1" } }),
         { mode: "logical", readBatching: "5 millis", bufferChunks: 1 }
       )
       const ids: Array<number> = []
-      let commit = false
-      while (!commit) {
+      let commits = 0
+      while (commits < 2001) {
         const batch = yield* Effect.timeout(stream.pull, "10 seconds")
         for (const m of batch) {
           if (m._tag !== "XLogData") continue
           const line = text(m)
           const id = /id\[integer\]:(\d+)/.exec(line)?.[1]
           if (id !== undefined) ids.push(Number(id))
-          if (line.startsWith("COMMIT")) commit = true
+          if (line.startsWith("COMMIT")) commits++
         }
         // Slower than the server: the queue fills and backpressure pauses the socket, batching or not.
         yield* Effect.sleep("2 millis")
       }
-      assert.deepStrictEqual(ids, Array.from({ length: 30000 }, (_, i) => i + 1))
-      assert.isAbove(repl.internal.wire.transport.batchedReads, 0)
+      yield* Fiber.join(writers)
+      assert.deepStrictEqual(ids.slice(0, 30000), Array.from({ length: 30000 }, (_, i) => i + 1))
+      assert.deepStrictEqual(ids.slice(30000).sort((a, b) => a - b), Array.from({ length: 2000 }, (_, i) => 30_001 + i))
       yield* stream.end
       yield* Commands.dropReplicationSlot(repl, slot)
     }), { timeout: 60_000 })

@@ -52,7 +52,7 @@ const flags = {
   dropSlot: Flag.Boolean("drop-slot").pipe(Flag.withDescription("drop the slot (and a publication created by this run) at exit"), Flag.withDefault(false)),
   temporary: Flag.Boolean("temporary").pipe(Flag.withDescription("create the slot TEMPORARY (gone when the session ends)"), Flag.withDefault(false)),
   readBatching: Flag.String("read-batching").pipe(
-    Flag.withDescription("over TCP, after a small read stop reading this long (e.g. 10ms, at most 100ms) so the server sends changes in batches: more changes/s, less CPU per change, a change may wait that long"),
+    Flag.withDescription("over TCP, on a busy stream, after a small read stop reading this long (default 10ms, at most 100ms; off turns it off) so the server sends changes in batches: more changes/s, less CPU per change"),
     Flag.optional
   ),
   duration: Flag.String("duration").pipe(Flag.withDescription("stop after this long (e.g. 30s); default: until Ctrl-C"), Flag.optional),
@@ -114,11 +114,11 @@ export const runCdc = (args: Args) =>
   Effect.gen(function*() {
     markStopIsClean()
     const info = (s: string) => (args.quiet ? Effect.void : Effect.sync(() => process.stderr.write(`pgfx cdc: ${s}\n`)))
-    let readBatchingMs: number | undefined
+    let readBatchingMs: number | false | undefined
     if (Option.isSome(args.readBatching)) {
-      readBatchingMs = parseDurationMs(args.readBatching.value)
-      if (readBatchingMs === undefined || readBatchingMs <= 0 || readBatchingMs > 100) {
-        return yield* Effect.fail(new UsageError({ message: `--read-batching: "${args.readBatching.value}" is not a duration above 0 and at most 100ms` }))
+      readBatchingMs = args.readBatching.value === "off" ? false : parseDurationMs(args.readBatching.value)
+      if (readBatchingMs === undefined || (readBatchingMs !== false && (readBatchingMs <= 0 || readBatchingMs > 100))) {
+        return yield* Effect.fail(new UsageError({ message: `--read-batching: "${args.readBatching.value}" is neither off nor a duration above 0 and at most 100ms` }))
       }
     }
     let durationMs: number | undefined
@@ -209,7 +209,7 @@ export const runCdc = (args: Args) =>
       startLsn,
       createSlot: createInStream,
       statusInterval: Duration.seconds(5),
-      readBatching: readBatchingMs // milliseconds
+      readBatching: readBatchingMs // milliseconds, false, or undefined (the default)
     })
     yield* info(`streaming slot ${args.slot} (publication ${args.publication}) to ${out.name}`)
     if (createInStream !== undefined) {
