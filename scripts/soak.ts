@@ -286,6 +286,10 @@ const startProxyWorker = async (targetPort: number, faultSeed: number) => {
 // --- the client side ------------------------------------------------------------------------------
 
 const main = async () => {
+  // process.stdout/stderr are created on first use; when they are pipes (`soak | tee`) they are PipeWraps,
+  // which must be in the baseline, not counted as leaks.
+  void process.stdout
+  void process.stderr
   const baselineResources = resources()
   log(`starting a private PostgreSQL 18 (${MINUTES} min run)`)
   const server = await startTestServer({ version: 18 })
@@ -487,6 +491,16 @@ const main = async () => {
   const leakedNow = () => Object.entries(resources()).filter(([k, n]) => n > (baselineResources[k] ?? 0))
   for (let waited = 0; waited < 5000 && leakedNow().length > 0; waited += 100) await new Promise((r) => setTimeout(r, 100))
   const leaked = leakedNow()
+  if (leaked.length > 0) {
+    // What the leaked handles are (sockets: their addresses and state), to find who opened them.
+    const handles = (process as unknown as { _getActiveHandles(): Array<any> })._getActiveHandles()
+    for (const h of handles) {
+      const kind = h?._handle?.constructor?.name ?? h?.constructor?.name
+      if (kind === "Pipe" || kind === "TCP" || kind === "Socket") {
+        log(`open handle: ${kind} ${JSON.stringify({ path: h._pipeName ?? h.path, remote: h.remoteAddress, remotePort: h.remotePort, fd: h._handle?.fd, destroyed: h.destroyed, readable: h.readable, writable: h.writable, connecting: h.connecting, pending: h.pending, stdio: h === process.stdout || h === process.stderr || h === process.stdin })}`)
+      }
+    }
+  }
   const firstMinute = heapSamples.slice(0, 6)
   const lastMinute = heapSamples.slice(-6)
   const avg = (xs: ReadonlyArray<number>) => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length)
