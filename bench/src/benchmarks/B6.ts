@@ -89,6 +89,12 @@ class Tally {
   }
 }
 
+/** A /proc/<pid>/stat line's fields after the command name (index 0 is field 3, the state). */
+const procStatFields = (path: string): Array<string> => {
+  const stat = Fs.readFileSync(path, "utf8")
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+}
+
 /**
  * PGFX_BENCH_MEMORY=1: the CPU the newest walsender process has used so far (user, system, ms), on
  * stderr. Called as the timed stream ends, while its walsender (a process started for this stream) is
@@ -101,8 +107,7 @@ const reportWalsenderCpu = (): void => {
     if (!/^\d+$/.test(entry)) continue
     try {
       if (!Fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").startsWith("postgres: walsender")) continue
-      const stat = Fs.readFileSync(`/proc/${entry}/stat`, "utf8")
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      const fields = procStatFields(`/proc/${entry}/stat`)
       const start = Number(fields[19])
       if (newest === undefined || start > newest.start) newest = { start, user: Number(fields[11]), system: Number(fields[12]) }
     } catch {
@@ -258,8 +263,7 @@ const pgwire = async (ctx: BenchContext): Promise<WorkerOutcome> => {
 
 const CLOCK_TICKS_PER_SECOND = 100
 const childrenCpuUs = (): number => {
-  const stat = Fs.readFileSync("/proc/self/stat", "utf8")
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  const fields = procStatFields("/proc/self/stat")
   return ((Number(fields[13]) + Number(fields[14])) * 1e6) / CLOCK_TICKS_PER_SECOND
 }
 

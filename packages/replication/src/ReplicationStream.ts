@@ -101,13 +101,13 @@ export interface ReplicationOptions {
   /** Acknowledge keepalive positions while idle (see the module header). Default true. */
   readonly advanceWhenIdle?: boolean | undefined
   /**
-   * Read batching while in COPY (plain TCP only; unix sockets and TLS unaffected): after a read of less
-   * than 16 KiB the socket stops reading for this long (at most 100 ms; a timer, the event loop runs on),
-   * so the walsender's one-send-per-change messages queue up and arrive many per read, and leave the
-   * server in a few large TCP segments instead of one each. Measured in B6 with "10 millis": 1.2–1.6×
-   * the throughput at 1.5–1.7 µs of client CPU per change instead of 3.5–4.2. A message that arrives
-   * during a pause waits for its end (10 ms at most with "10 millis"). Default off. Switched off again
-   * when the command ends (or the Scope closes).
+   * Read batching while in COPY (plain TCP only; unix sockets and TLS unaffected; the mechanism is the
+   * connection's, see its Transport module): on a busy stream (a read of less than 16 KiB within 1 ms of
+   * the previous one) the socket stops reading for this long (at most 100 ms; a timer, the event loop
+   * runs on), so the walsender's one-send-per-change messages queue up, leave the server in a few large
+   * TCP segments and arrive many per read. A message that arrives during a pause waits for its end.
+   * Default off here (`Logical` turns it on, 10 ms). Switched off again when the command ends (or the
+   * Scope closes).
    */
   readonly readBatching?: Duration.Input | undefined
   /** Hot standby feedback sent with every periodic status update (physical standbys). */

@@ -3,7 +3,7 @@ import { Effect, Exit, Fiber } from "effect"
 import * as Connection from "@pgfx/connection/Connection"
 import * as Commands from "../src/Commands.ts"
 import * as Lsn from "../src/Lsn.ts"
-import { type ReplicationMessage, startReplication, type XLogData } from "../src/ReplicationStream.ts"
+import { type ReplicationMessage, type ReplicationOptions, startReplication, type XLogData } from "../src/ReplicationStream.ts"
 import { configFor, eventually, privateServer, uniqueSlot, unixConfig } from "./helpers.ts"
 
 const text = (m: XLogData) => Buffer.from(m.data).toString("utf8")
@@ -81,24 +81,44 @@ describe("ReplicationStream: acknowledgements (logical, test_decoding, private P
     }), { timeout: 60_000 })
 })
 
+/**
+ * For the read-batching tests: a private server, a replication connection over TCP or its unix socket, a
+ * plain connection, a table `table (id int)` and a test_decoding slot; `start` streams from the slot and
+ * `busyWriters` forks `count` one-row transactions from 50 concurrent writers (a busy run of small sends).
+ */
+const batchingSetup = (table: string, via: "tcp" | "unix") =>
+  Effect.gen(function*() {
+    const server = yield* privateServer(18)
+    const config = configFor(server.info)
+    const repl = yield* Connection.make({ ...config, ...(via === "tcp" ? { host: "127.0.0.1", sslMode: "disable" as const } : {}), replication: "database" })
+    const sql = yield* Connection.make(config)
+    yield* sql.simple(`create table ${table} (id int)`)
+    const slot = uniqueSlot(table)
+    const created = yield* Commands.createReplicationSlot(repl, slot, Commands.logical("test_decoding"), { snapshot: "nothing" })
+    const start = (options: ReplicationOptions) =>
+      startReplication(
+        repl,
+        Commands.startLogicalCommand({ slot, startLsn: created.consistentPoint!, pluginOptions: { "skip-empty-xacts": "1" } }),
+        options
+      )
+    const busyWriters = (first: number, count: number) =>
+      Effect.forkChild(
+        Effect.forEach(Array.from({ length: count }, (_, i) => first + i), (id) => sql.query(`insert into ${table} values ($1)`, [id]), {
+          concurrency: 50,
+          discard: true
+        })
+      )
+    return { repl, sql, slot, start, busyWriters }
+  })
+
 describe("ReplicationStream: read batching (opt-in)", () => {
   it.live("small reads are batched while streaming: every change arrives, a lone one too, and batching ends with the stream", () =>
     Effect.gen(function*() {
-      const server = yield* privateServer(18)
-      const config = configFor(server.info)
       // Over TCP: read batching leaves unix sockets alone.
-      const repl = yield* Connection.make({ ...config, host: "127.0.0.1", sslMode: "disable", replication: "database" })
-      const sql = yield* Connection.make(config)
-      yield* sql.simple("create table pgfx_batch (id int)")
-      const slot = uniqueSlot("pgfx_batch")
-      const created = yield* Commands.createReplicationSlot(repl, slot, Commands.logical("test_decoding"), { snapshot: "nothing" })
+      const { busyWriters, repl, slot, sql, start } = yield* batchingSetup("pgfx_batch", "tcp")
       yield* sql.simple("insert into pgfx_batch select generate_series(1, 20000)")
       const transport = repl.internal.wire.transport
-      const stream = yield* startReplication(
-        repl,
-        Commands.startLogicalCommand({ slot, startLsn: created.consistentPoint!, pluginOptions: { "skip-empty-xacts": "1" } }),
-        { mode: "logical", readBatching: "10 millis" }
-      )
+      const stream = yield* start({ mode: "logical", readBatching: "10 millis" })
       const isCommit = (m: ReplicationMessage) => m._tag === "XLogData" && text(m).startsWith("COMMIT")
       const all = (yield* pullUntil(stream.pull, isCommit)).filter((m): m is XLogData => m._tag === "XLogData")
       // Every change, in order: BEGIN, 20,000 rows, COMMIT.
@@ -106,12 +126,7 @@ describe("ReplicationStream: read batching (opt-in)", () => {
       assert.deepStrictEqual(all.slice(1, -1).map((m) => Number(/id\[integer\]:(\d+)/.exec(text(m))?.[1])), Array.from({ length: 20000 }, (_, i) => i + 1))
       // A busy stream of small sends (3,000 one-row transactions from 50 concurrent writers) is batched:
       // only a small read that follows the previous one within a millisecond starts a pause.
-      const writers = yield* Effect.forkChild(
-        Effect.forEach(Array.from({ length: 3000 }, (_, i) => 100_001 + i), (id) => sql.query("insert into pgfx_batch values ($1)", [id]), {
-          concurrency: 50,
-          discard: true
-        })
-      )
+      const writers = yield* busyWriters(100_001, 3000)
       let commits = 0
       const busy: Array<number> = []
       while (commits < 3000) {
@@ -139,26 +154,11 @@ describe("ReplicationStream: read batching (opt-in)", () => {
 
   it.live("with a slow consumer too: the backpressure pause and the batching pause each hold the socket, every change arrives", () =>
     Effect.gen(function*() {
-      const server = yield* privateServer(18)
-      const config = configFor(server.info)
-      const repl = yield* Connection.make({ ...config, host: "127.0.0.1", sslMode: "disable", replication: "database" })
-      const sql = yield* Connection.make(config)
-      yield* sql.simple("create table pgfx_batch_slow (id int)")
-      const slot = uniqueSlot("pgfx_batch_slow")
-      const created = yield* Commands.createReplicationSlot(repl, slot, Commands.logical("test_decoding"), { snapshot: "nothing" })
+      const { busyWriters, repl, slot, sql, start } = yield* batchingSetup("pgfx_batch_slow", "tcp")
       // A big transaction (sent as fast as the server can) and then a busy run of small ones.
       yield* sql.simple("insert into pgfx_batch_slow select generate_series(1, 30000)")
-      const writers = yield* Effect.forkChild(
-        Effect.forEach(Array.from({ length: 2000 }, (_, i) => 30_001 + i), (id) => sql.query("insert into pgfx_batch_slow values ($1)", [id]), {
-          concurrency: 50,
-          discard: true
-        })
-      )
-      const stream = yield* startReplication(
-        repl,
-        Commands.startLogicalCommand({ slot, startLsn: created.consistentPoint!, pluginOptions: { "skip-empty-xacts": "1" } }),
-        { mode: "logical", readBatching: "5 millis", bufferChunks: 1 }
-      )
+      const writers = yield* busyWriters(30_001, 2000)
+      const stream = yield* start({ mode: "logical", readBatching: "5 millis", bufferChunks: 1 })
       const ids: Array<number> = []
       let commits = 0
       while (commits < 2001) {
@@ -182,18 +182,9 @@ describe("ReplicationStream: read batching (opt-in)", () => {
 
   it.live("is left off on a unix socket (its small buffer would stall the server for the pause)", () =>
     Effect.gen(function*() {
-      const server = yield* privateServer(18)
-      const repl = yield* Connection.make({ ...configFor(server.info), replication: "database" })
-      const sql = yield* Connection.make(configFor(server.info))
-      yield* sql.simple("create table pgfx_batch_unix (id int)")
-      const slot = uniqueSlot("pgfx_batch_unix")
-      const created = yield* Commands.createReplicationSlot(repl, slot, Commands.logical("test_decoding"), { snapshot: "nothing" })
+      const { repl, slot, sql, start } = yield* batchingSetup("pgfx_batch_unix", "unix")
       yield* sql.simple("insert into pgfx_batch_unix select generate_series(1, 2000)")
-      const stream = yield* startReplication(
-        repl,
-        Commands.startLogicalCommand({ slot, startLsn: created.consistentPoint!, pluginOptions: { "skip-empty-xacts": "1" } }),
-        { mode: "logical", readBatching: "10 millis" }
-      )
+      const stream = yield* start({ mode: "logical", readBatching: "10 millis" })
       const isCommit = (m: ReplicationMessage) => m._tag === "XLogData" && text(m).startsWith("COMMIT")
       const all = (yield* pullUntil(stream.pull, isCommit)).filter((m): m is XLogData => m._tag === "XLogData")
       assert.strictEqual(all.length, 2002)

@@ -22,6 +22,7 @@ import { Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
 import { copyToRows } from "@pgfx/connection/Copy"
 import { type PgConfig, resolve as resolveConfig } from "@pgfx/connection/PgConfig"
+import { MAX_READ_BATCHING_MS } from "@pgfx/connection/Transport"
 import * as Commands from "@pgfx/replication/Commands"
 import * as Logical from "@pgfx/replication/Logical"
 import * as Lsn from "@pgfx/replication/Lsn"
@@ -117,8 +118,8 @@ export const runCdc = (args: Args) =>
     let readBatchingMs: number | false | undefined
     if (Option.isSome(args.readBatching)) {
       readBatchingMs = args.readBatching.value === "off" ? false : parseDurationMs(args.readBatching.value)
-      if (readBatchingMs === undefined || (readBatchingMs !== false && (readBatchingMs <= 0 || readBatchingMs > 100))) {
-        return yield* Effect.fail(new UsageError({ message: `--read-batching: "${args.readBatching.value}" is neither off nor a duration above 0 and at most 100ms` }))
+      if (readBatchingMs === undefined || (readBatchingMs !== false && (readBatchingMs <= 0 || readBatchingMs > MAX_READ_BATCHING_MS))) {
+        return yield* Effect.fail(new UsageError({ message: `--read-batching: "${args.readBatching.value}" is neither off nor a duration above 0 and at most ${MAX_READ_BATCHING_MS}ms` }))
       }
     }
     let durationMs: number | undefined
