@@ -26,8 +26,8 @@
  * SSL/GSSENC answers, then typed messages) so tests can wait until a message type has passed.
  * Tracking stops silently when the stream stops being framable (TLS, or a corrupted length).
  */
-import { Effect } from "effect"
-import type { Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import { Framer } from "@pgfx/codec/Frame"
 import * as Net from "node:net"
 

@@ -21,8 +21,8 @@
  * - When the script ends (or reaches `hang()`), the socket stays open and keeps recording until
  *   the client closes it or the server is closed. `close()` destroys every socket and the listener.
  */
-import { Effect } from "effect"
-import type { Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import type { BackendMessage } from "@pgfx/codec/BackendMessage"
 import { encodeBackend } from "@pgfx/codec/BackendMessage"

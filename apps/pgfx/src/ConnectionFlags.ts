@@ -6,7 +6,7 @@
  * - Precedence is libpq's: an explicit flag beats the connection string, which beats PG* variables.
  * - A positional argument that is not a connection string is a database name (as for psql).
  */
-import { Option } from "effect"
+import * as Option from "effect/Option"
 import { Argument, Flag } from "effect/cli"
 import { isConnectionString, type PgConfigInput } from "@pgfx/connection/PgConfig"
 

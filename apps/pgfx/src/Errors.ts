@@ -9,7 +9,8 @@
  * - Messages never contain a password (PgConfig and PgError guarantee it for theirs; ours never print
  *   a connection string).
  */
-import { Cause, Schema } from "effect"
+import * as Cause from "effect/Cause"
+import * as Schema from "effect/Schema"
 
 export const EXIT_OK = 0
 export const EXIT_FAILURE = 1

@@ -10,7 +10,8 @@
  * - Memory is bounded: at most `bufferSize` bytes wait in memory before a write.
  */
 import * as Fs from "node:fs"
-import { Effect, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import { CliFailure } from "./Errors.ts"
 
 const DEFAULT_BUFFER = 256 * 1024

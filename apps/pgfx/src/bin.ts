@@ -9,7 +9,9 @@
  * - A failure prints one line on stderr (Errors.ts); a stack trace only with --verbose.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Effect, Exit } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { CliConfig, CliError, Command } from "effect/cli"
 import { builtIns, root, VERSION } from "./Cli.ts"
 import { causeError, describeError, EXIT_INTERRUPTED, EXIT_USAGE, exitCodeOf } from "./Errors.ts"

@@ -11,7 +11,7 @@
  * - An `unknown` key must be a single character with code 1..255 that is not a 54.8 code,
  *   else "EncodeInvalid" (it would decode back into a different field).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { fail } from "./ProtocolError.ts"
 import type { Reader } from "./internal/Reader.ts"
 import type { Writer } from "./internal/Writer.ts"

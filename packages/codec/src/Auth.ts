@@ -10,7 +10,7 @@
  * - The MD5 salt is exactly 4 bytes; the SASL mechanism list is non-empty names ending with an
  *   empty one. Byte payloads are views of the frame, except the salt, which is copied (it is kept).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { fail } from "./ProtocolError.ts"
 import type { Reader } from "./internal/Reader.ts"
 import type { Writer } from "./internal/Writer.ts"

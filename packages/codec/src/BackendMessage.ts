@@ -9,7 +9,7 @@
  * - The one-byte answers to SSLRequest/GSSENCRequest are not typed messages and so are not
  *   in this union: see `decodeSslResponse` / `decodeGssEncResponse` in Startup.ts.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import * as Async from "./Async.ts"
 import * as Auth from "./Auth.ts"
 import * as Copy from "./Copy.ts"

@@ -8,7 +8,7 @@
  * - CopyData's payload is a view of the frame (no copy): COPY OUT and replication streams
  *   carry most of their bytes in it.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { fail } from "./ProtocolError.ts"
 import { FormatCode } from "./Query.ts"
 import { readFormats, writeFormats } from "./internal/fields.ts"

@@ -11,7 +11,7 @@
  * - Describe/Close kinds are 'S' or 'P'; format codes 0 or 1; anything else is "InvalidValue".
  * - Messages without fields decode to shared constant objects (no allocation).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { fail } from "./ProtocolError.ts"
 import { FormatCode } from "./Query.ts"
 import {

@@ -10,7 +10,7 @@
  * - `encodeFrontend(w, m)` writes exactly the bytes that `decodeFrontend` (or, for the four
  *   startup-phase packets, `decodeStartupPacket`) reads back as `m`.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import * as Auth from "./Auth.ts"
 import { describeByte } from "./BackendMessage.ts"
 import * as Copy from "./Copy.ts"

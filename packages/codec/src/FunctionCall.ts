@@ -7,7 +7,7 @@
  * - A length of -1 is NULL; any other negative length is "LengthOutOfRange". Values are views.
  * - Format codes are 0 or 1, else "InvalidValue".
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { FormatCode } from "./Query.ts"
 import {
   readFormat,

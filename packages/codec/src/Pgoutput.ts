@@ -27,7 +27,7 @@
  * - LSNs are unsigned 64-bit `bigint`, timestamps signed 64-bit `bigint` microseconds since
  *   2000-01-01, xids and OIDs unsigned 32-bit `number`.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { fail } from "./ProtocolError.ts"
 import { Reader } from "./internal/Reader.ts"
 import type { Writer } from "./internal/Writer.ts"

@@ -6,7 +6,7 @@
  *   `ProtocolError`; no `RangeError`, `TypeError` or other exception escapes for any input.
  * - `offset` is the byte offset within the buffer being read (or written) where the fault was found.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 export const ProtocolErrorReason = Schema.Literals([
   "LengthOutOfRange", // a length, count or size field is negative, below its minimum or above a limit

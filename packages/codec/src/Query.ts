@@ -12,7 +12,7 @@
  * - Format codes are 0 or 1 and ReadyForQuery's status is 'I', 'T' or 'E'; anything else is
  *   "InvalidValue". OIDs are UInt32, read into a non-negative number.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { fail } from "./ProtocolError.ts"
 import { readFormat, writeCount, writeFormat } from "./internal/fields.ts"
 import type { Reader } from "./internal/Reader.ts"

@@ -15,7 +15,7 @@
  * - The payload encoders write only the payload; `encodeCopyDataReplication` writes the whole CopyData
  *   'd' frame around a client message, so the connection need not copy it into a second frame.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { fail } from "./ProtocolError.ts"
 import { Reader } from "./internal/Reader.ts"
 import type { Writer } from "./internal/Writer.ts"

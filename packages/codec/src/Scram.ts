@@ -20,7 +20,7 @@
  *   password is kept as a map key.
  */
 import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { encodeUtf8 } from "./internal/utf8.ts"
 import { preparePassword } from "./SaslPrep.ts"
 

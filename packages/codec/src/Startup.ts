@@ -13,7 +13,7 @@
  * - Startup parameter names are non-empty (an empty name ends the list) and are stored as own
  *   properties even when named like `__proto__`.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { MAX_STARTUP_PACKET_LENGTH } from "./Limits.ts"
 import { fail } from "./ProtocolError.ts"
 import { Reader } from "./internal/Reader.ts"

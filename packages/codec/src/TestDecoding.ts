@@ -17,7 +17,7 @@
  *   pgoutput sends as a 't' column: quoted literals are unescaped (SQL '' doubling), B'…' bit
  *   strings lose the B'' wrapper, and booleans, which test_decoding spells true/false, become t/f.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { fail } from "./ProtocolError.ts"
 import { utf8Length } from "./internal/utf8.ts"
 

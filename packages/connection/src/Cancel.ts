@@ -10,7 +10,7 @@
  * how a cancel can never hit another fiber's statement (see Connection.ts).
  */
 import type * as Tls from "node:tls"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { Framer } from "@pgfx/codec/Frame"
 import { encodeFrontend } from "@pgfx/codec/FrontendMessage"
 import { Writer } from "@pgfx/codec/internal/Writer"

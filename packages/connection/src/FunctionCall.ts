@@ -13,7 +13,7 @@
  *   InvalidRequestError before anything is sent.
  * - Any other message inside the call's reply is a ProtocolError, which fails the connection.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { encodeFunctionCall, decodeFunctionCallResponse } from "@pgfx/codec/FunctionCall"
 import { Reader } from "@pgfx/codec/internal/Reader"
 import { Writer } from "@pgfx/codec/internal/Writer"

@@ -13,7 +13,8 @@
  * - Every message is checked against the startup phase: anything else is a ProtocolError.
  */
 import type * as Tls from "node:tls"
-import { Effect, Redacted } from "effect"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { type BackendMessage, decodeBackend } from "@pgfx/codec/BackendMessage"
 import type { Framer } from "@pgfx/codec/Frame"

@@ -24,7 +24,13 @@
  *   loss is counted (`onDropped`); `overflow: "fail"` fails the stream instead. These streams end when the
  *   connection ends. (`conn.notices` / `conn.parameterChanges` of Connection.ts are PubSub-backed, 1024.)
  */
-import { Cause, Duration, Effect, Queue, Schema, Semaphore, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
 import type * as Scope from "effect/Scope"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import type { ConnectionApi, Notification } from "./Connection.ts"

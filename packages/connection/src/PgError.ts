@@ -7,7 +7,7 @@
  * - `PgServerError` carries every field of the server's ErrorResponse (54.8) by name, plus the SQLSTATE's
  *   condition name and class from PostgreSQL's own table.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { ProtocolError } from "@pgfx/codec/ProtocolError"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { isRetryable as sqlStateIsRetryable, sqlStateInfo } from "@pgfx/codec/SqlState"

@@ -32,7 +32,15 @@
  * - Idle sessions beyond `min` close after `idleTimeout`; any session closes after `maxLifetime` (minus up
  *   to 10% jitter, so sessions opened together do not all reconnect at once), at its next idle moment.
  */
-import { Cause, Context, Duration, Effect, Exit, Layer, Pool, Scope, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Pool from "effect/Pool"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type * as Config from "effect/Config"
 import type * as Fiber from "effect/Fiber"
 import * as Connection from "./Connection.ts"

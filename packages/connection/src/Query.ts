@@ -10,7 +10,8 @@
  * - A message that cannot occur in a query flow is a ProtocolError, which fails the connection: the
  *   reply stream can no longer be trusted to line up with the requests.
  */
-import { Effect, Exit } from "effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { decodeBackend } from "@pgfx/codec/BackendMessage"
 import type { ErrorFields } from "@pgfx/codec/Async"
 import { encodeCopyFail } from "@pgfx/codec/Copy"

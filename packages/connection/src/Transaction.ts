@@ -14,7 +14,8 @@
  * - Nested transactions must be sequential within one transaction (savepoints form a stack on the
  *   session); concurrent plain queries inside one transaction are fine (they pipeline on the session).
  */
-import { Context, Effect } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import type * as Schedule from "effect/Schedule"
 import type { ConnectionApi } from "./Connection.ts"
 import { type PgError, PgServerError, serverError } from "./PgError.ts"

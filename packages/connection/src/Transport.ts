@@ -30,7 +30,7 @@
 import { Buffer } from "node:buffer"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { ConnectionError } from "./PgError.ts"
 
 export type TransportEvent =

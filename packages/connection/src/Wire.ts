@@ -25,7 +25,9 @@
  * - On any failure (socket closed, protocol violation) every request in flight and every later one fails
  *   with the same error, and the transport is destroyed; nothing waits forever.
  */
-import { Cause, Effect, Queue } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
 import { Framer } from "@pgfx/codec/Frame"
 import { ProtocolError } from "@pgfx/codec/ProtocolError"
 import { ConnectionError } from "./PgError.ts"

@@ -13,7 +13,8 @@
  * - The server's errors are returned as they are (PgServerError); a reply of the wrong shape (missing
  *   column, unparsable LSN) is a ProtocolError.
  */
-import { Effect, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type { ConnectionApi } from "@pgfx/connection/Connection"
 import { InvalidRequestError, type PgError, ProtocolError } from "@pgfx/connection/PgError"
 import type { QueryResult, Row } from "@pgfx/connection/Query"

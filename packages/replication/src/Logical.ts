@@ -35,7 +35,14 @@
  * - Read batching is on by default over TCP (`readBatching`, 10 ms): only a busy stream is paused, so a
  *   change arriving after a quiet millisecond is read at once; under load a change waits at most one pause.
  */
-import { Deferred, Duration, Effect, Exit, Option, Schema, type Scope, Stream } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type * as Cause from "effect/Cause"
 import type { PgoutputProtocolVersion } from "@pgfx/codec/Pgoutput"
 import { decodeUtf8 } from "@pgfx/codec/internal/utf8"

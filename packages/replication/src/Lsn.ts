@@ -14,7 +14,12 @@
  *   (timeline, segno / segments-per-4GiB, segno % segments-per-4GiB, 8 upper-case hex digits each),
  *   exactly like the server's XLogFileName.
  */
-import { Effect, Option, Order as Ord, Schema, SchemaIssue, SchemaTransformation } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Ord from "effect/Order"
+import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import type * as Brand from "effect/Brand"
 
 export type Lsn = bigint & Brand.Brand<"Lsn">

@@ -17,8 +17,12 @@
  *   once, to label the chunks).
  */
 import type * as Arr from "effect/Array"
-import { Cause, Effect, Pull, Scope, Stream } from "effect"
-import type { Duration } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Pull from "effect/Pull"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as Duration from "effect/Duration"
 import type { ConnectionApi } from "@pgfx/connection/Connection"
 import type { PgError } from "@pgfx/connection/PgError"
 import { identifySystem, startPhysicalCommand } from "./Commands.ts"

@@ -41,7 +41,14 @@
  *   `outcome` with that PgServerError; a broken connection fails them with the ConnectionError.
  */
 import type * as Arr from "effect/Array"
-import { Cause, Deferred, Duration, Effect, Fiber, Queue, type Scope, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { encodeCopyDone } from "@pgfx/codec/Copy"
 import { decodeDataRow } from "@pgfx/codec/Query"
 import { Reader } from "@pgfx/codec/internal/Reader"

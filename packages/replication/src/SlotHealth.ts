@@ -13,7 +13,11 @@
  *   works for inactive slots too. `flushLag` is the server's own measure for an active walsender.
  * - A slot that does not exist is a reading with `exists: false`, not a failure: slots come and go.
  */
-import { Duration, Effect, Option, Schedule, Stream } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import type { ConnectionApi } from "@pgfx/connection/Connection"
 import type { PgError } from "@pgfx/connection/PgError"
 import * as Lsn from "./Lsn.ts"

@@ -13,7 +13,9 @@
  * - The snapshot transaction ends (COMMIT) after the last row, before streaming starts, so it does
  *   not hold back vacuum longer than the copy.
  */
-import { Effect, type Scope, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Connection from "@pgfx/connection/Connection"
 import { type PgConfig, type PgConfigInput, resolve as resolveConfig } from "@pgfx/connection/PgConfig"
 import type { PgError } from "@pgfx/connection/PgError"

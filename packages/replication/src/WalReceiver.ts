@@ -20,8 +20,11 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { Effect, Option, Schema, Stream } from "effect"
-import type { Duration } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type * as Duration from "effect/Duration"
 import type { ConnectionApi } from "@pgfx/connection/Connection"
 import type { PgError } from "@pgfx/connection/PgError"
 import { identifySystem, readReplicationSlot, timelineHistory, walSegmentSize } from "./Commands.ts"

@@ -20,7 +20,19 @@
  * - Every failure is a `SqlError` whose reason is chosen from the SQLSTATE (Errors.ts) and whose
  *   `reason.cause` is the pgfx error with all of its fields.
  */
-import { Cause, Context, Deferred, Duration, Effect, Fiber, Layer, Queue, Redacted, Scope, Semaphore, Sink, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
 import * as Config from "effect/Config"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as Client from "effect/sql/SqlClient"

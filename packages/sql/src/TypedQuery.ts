@@ -17,7 +17,10 @@
  *   enums, domains, composites, extensions) accept strings, objects and arrays (pgfx decodes them by
  *   their text form, or by their own registered codec).
  */
-import { Cause, Effect, Schema, SchemaAST } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as SchemaAST from "effect/SchemaAST"
 import type { SqlError } from "effect/sql/SqlError"
 import type * as Statement from "effect/sql/Statement"
 import type { FieldDescription } from "@pgfx/codec/Query"

@@ -13,7 +13,8 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { Effect, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import { Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
 import { resolve as resolveConfig } from "@pgfx/connection/PgConfig"

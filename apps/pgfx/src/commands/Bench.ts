@@ -7,7 +7,8 @@
  */
 import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
-import { Effect, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure } from "../Errors.ts"
 

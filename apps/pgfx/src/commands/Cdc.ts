@@ -17,7 +17,11 @@
  * - Ctrl-C ends the stream cleanly: exit 0 after the checkpoint holds the last complete transaction.
  */
 import * as Fs from "node:fs"
-import { Duration, Effect, Option, Schedule, Stream } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import { Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
 import { copyToRows } from "@pgfx/connection/Copy"

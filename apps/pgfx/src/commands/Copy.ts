@@ -12,7 +12,9 @@
  * - The summary line (rows, bytes, time) goes to stderr unless `--quiet`; data goes only to the output.
  */
 import * as Fs from "node:fs"
-import { Effect, Option, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import { Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
 import { copyFrom, copyFromFile, copyTo, copyToFile } from "@pgfx/connection/Copy"

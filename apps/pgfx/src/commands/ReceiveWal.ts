@@ -9,7 +9,10 @@
  * - `--create-slot` creates the physical slot if it is missing (RESERVE_WAL); a slot active elsewhere is
  *   an error at once. Ctrl-C (or `--duration`) ends cleanly with exit 0.
  */
-import { Duration, Effect, Option, Stream } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Connection from "@pgfx/connection/Connection"
 import { resolve as resolveConfig } from "@pgfx/connection/PgConfig"
