@@ -6,7 +6,7 @@
  *
  *   node_modules/.bin/node scripts/logical-decoding-probe.ts
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as Connection from "@pgfx/connection/Connection"
 import { startTestServer } from "@pgfx/testing/TestServer"
 

@@ -18,7 +18,7 @@
  */
 import type { BenchContext, Benchmark, Contender, WorkerOutcome } from "../harness.ts"
 import { startTimer } from "../harness.ts"
-import { withPgfx } from "../clients.ts"
+import { pgClient, withPgfx } from "../clients.ts"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { DATA_DIR, LineCounter, psql, withBytes } from "./copyFixtures.ts"
@@ -76,6 +76,84 @@ const copyFrom2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   })
 }
 
+/** Rows per byte chunk of the byte-chunk producer: 64 rows, 64,000 bytes (a file read stream's chunk size). */
+const ROWS_PER_CHUNK = 64
+const PAYLOAD_BYTES = Buffer.from(PAYLOAD, "latin1")
+
+/** Rows from..to-1 as the bytes of textRow, written into a fresh buffer (as a reader of a file or a socket hands them on). */
+const byteChunk = (from: number, to: number): Uint8Array => {
+  const chunk = Buffer.allocUnsafeSlow((to - from) * ROW_BYTES)
+  let at = 0
+  for (let i = from; i < to; i++) {
+    let n = i
+    for (let d = 6; d >= 0; d--) {
+      chunk[at + d] = 48 + (n % 10)
+      n = Math.floor(n / 10)
+    }
+    chunk[at + 7] = 9
+    chunk.set(PAYLOAD_BYTES, at + 8)
+    chunk[at + ROW_BYTES - 1] = 10
+    at += ROW_BYTES
+  }
+  return chunk
+}
+
+/** COPY FROM fed by a Stream of 64,000-byte chunks generated as they are pulled (bytes in, not strings). */
+const copyFromBytes2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const Cause = await import("effect/Cause")
+  const Effect = await import("effect/Effect")
+  const Stream = await import("effect/Stream")
+  const { copyFrom } = await import("@pgfx/connection/Copy")
+  return withPgfx(ctx, "tcp", async (conn, exec) => {
+    const chunks = Stream.fromPull(
+      Effect.sync(() => {
+        let next = 1
+        return Effect.suspend(() => {
+          if (next > ROWS) return Cause.done()
+          const to = Math.min(next + ROWS_PER_CHUNK, ROWS + 1)
+          const chunk = byteChunk(next, to)
+          next = to
+          return Effect.succeed([chunk] as const)
+        })
+      })
+    )
+    await exec(`truncate ${TABLE}`)
+    const stop = startTimer()
+    const kept = await Effect.runPromise(Stream.run(chunks, copyFrom(conn, `copy ${TABLE} from stdin where i % ${KEEP_EVERY} = 0`)))
+    const outcome = stop(ROWS)
+    await checkKept(kept, exec)
+    return withBytes(outcome, BYTES)
+  })
+}
+
+/** The same byte chunks through pg-copy-streams (a Readable generating them as they are read): the peer's figure for it. */
+const pgCopyStreamsBytes2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const { from } = await import("pg-copy-streams")
+  const { Readable } = await import("node:stream")
+  const { pipeline } = await import("node:stream/promises")
+  const client = await pgClient(ctx)
+  try {
+    await client.query(`truncate ${TABLE}`)
+    let next = 1
+    const chunks = new Readable({
+      read() {
+        if (next > ROWS) return void this.push(null)
+        const to = Math.min(next + ROWS_PER_CHUNK, ROWS + 1)
+        this.push(byteChunk(next, to))
+        next = to
+      }
+    })
+    const stop = startTimer()
+    const sink = client.query(from(`copy ${TABLE} from stdin where i % ${KEEP_EVERY} = 0`)) as unknown as ReturnType<typeof from>
+    await pipeline(chunks, sink)
+    const outcome = stop(ROWS)
+    await checkKept(Number(sink.rowCount), async (sql) => (await client.query(sql)).rows[0]?.["?column?"])
+    return withBytes(outcome, BYTES)
+  } finally {
+    await client.end()
+  }
+}
+
 const FILE = Path.join(DATA_DIR, `copymem-${ROWS}x${ROW_BYTES}.tsv`)
 
 /** Main process: writes the 2 GB file of the same rows once (8 MiB at a time). */
@@ -128,6 +206,33 @@ const copyTo2GB = (api: "copyTo" | "copyToBytes") => async (ctx: BenchContext): 
   })
 }
 
+/** pg-copy-streams' COPY TO of the same 2 GB, its chunks counted by a Writable (the peer's figure for it). */
+const pgCopyStreamsTo2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  const { to } = await import("pg-copy-streams")
+  const { Writable } = await import("node:stream")
+  const { pipeline } = await import("node:stream/promises")
+  const client = await pgClient(ctx)
+  try {
+    const counter = new LineCounter()
+    const stop = startTimer()
+    const source = client.query(to(copyOutSql)) as unknown as ReturnType<typeof to>
+    await pipeline(
+      source,
+      new Writable({
+        write(chunk: Uint8Array, _encoding, done) {
+          counter.add(chunk)
+          done()
+        }
+      })
+    )
+    const outcome = stop(ROWS)
+    counter.check(ROWS, BYTES)
+    return withBytes(outcome, BYTES)
+  } finally {
+    await client.end()
+  }
+}
+
 /** `copyToFile` into '/dev/null' (the check: the row count COPY reported; the bytes are tested elsewhere). */
 const copyToFile2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
@@ -151,15 +256,31 @@ const idlePgfx = async (ctx: BenchContext): Promise<WorkerOutcome> => {
   })
 }
 
+const idlePg = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+  await import("pg-copy-streams")
+  const client = await pgClient(ctx)
+  try {
+    const stop = startTimer()
+    await client.query("select 1")
+    return stop(1)
+  } finally {
+    await client.end()
+  }
+}
+
 const idleNode = async (): Promise<WorkerOutcome> => startTimer()(1)
 
 const contenders: ReadonlyArray<Contender> = [
-  { id: "copy-from", label: "pgfx copyFrom, 2 GB generated by a Stream", group: GROUP, isPgfx: true, run: copyFrom2GB },
+  { id: "copy-from", label: "pgfx copyFrom, 2 GB of strings (a row each) generated by a Stream", group: GROUP, isPgfx: true, run: copyFrom2GB },
+  { id: "copy-from-bytes", label: "pgfx copyFrom, 2 GB generated by a Stream of 64,000-byte chunks", group: GROUP, isPgfx: true, run: copyFromBytes2GB },
+  { id: "pg-copy-streams-from-bytes", label: "pg 8.23 + pg-copy-streams 7, the same 64,000-byte chunks from a Readable", group: GROUP, run: pgCopyStreamsBytes2GB },
   { id: "copy-from-file", label: "pgfx copyFromFile, a 2 GB file", group: GROUP, isPgfx: true, run: copyFromFile2GB },
   { id: "copy-to", label: "pgfx copyTo (a payload per row), 2 GB generated by the server", group: GROUP, isPgfx: true, run: copyTo2GB("copyTo") },
   { id: "copy-to-bytes", label: "pgfx copyToBytes (a chunk per read), 2 GB generated by the server", group: GROUP, isPgfx: true, run: copyTo2GB("copyToBytes") },
+  { id: "pg-copy-streams-to", label: "pg 8.23 + pg-copy-streams 7, its chunks into a Writable, 2 GB generated by the server", group: GROUP, run: pgCopyStreamsTo2GB },
   { id: "copy-to-file", label: "pgfx copyToFile → '/dev/null', 2 GB generated by the server", group: GROUP, isPgfx: true, run: copyToFile2GB },
   { id: "idle-pgfx", label: "pgfx loaded (Connection + Copy) and connected, one SELECT 1", group: IDLE, isPgfx: true, rssOnly: true, run: idlePgfx },
+  { id: "idle-pg", label: "pg + pg-copy-streams loaded and connected, one SELECT 1", group: IDLE, rssOnly: true, run: idlePg },
   { id: "idle-node", label: "the worker alone (Node 24 + type stripping, no client)", group: IDLE, rssOnly: true, run: idleNode }
 ]
 
@@ -176,7 +297,8 @@ export const benchmark: Benchmark = {
     await psql(ctx, [`drop table if exists ${TABLE}`, `create unlogged table ${TABLE} (i int4, p text)`], ["-q"])
   },
   goals: [
-    { _tag: "Rss", label: "COPY FROM STDIN of 2 GB: pgfx peak RSS", contender: "copy-from", maxMB: 100 },
+    { _tag: "Rss", label: "COPY FROM STDIN of 2 GB from a Stream of strings: pgfx copyFrom peak RSS", contender: "copy-from", maxMB: 100 },
+    { _tag: "Rss", label: "COPY FROM STDIN of 2 GB from a Stream of byte chunks: pgfx copyFrom peak RSS", contender: "copy-from-bytes", maxMB: 100 },
     { _tag: "Rss", label: "COPY FROM STDIN of a 2 GB file: pgfx copyFromFile peak RSS", contender: "copy-from-file", maxMB: 100 },
     { _tag: "Rss", label: "COPY TO STDOUT of 2 GB: pgfx copyTo peak RSS", contender: "copy-to", maxMB: 100 },
     { _tag: "Rss", label: "COPY TO STDOUT of 2 GB: pgfx copyToBytes peak RSS", contender: "copy-to-bytes", maxMB: 100 },

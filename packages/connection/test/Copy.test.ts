@@ -165,7 +165,10 @@ describe("copyTo", () => {
       const conn = yield* open()
       const sql = "copy (select i, md5(i::text), repeat('z', i % 300) from generate_series(1, 200000) i) to stdout"
       const rows = Array.from(yield* Stream.runCollect(copyTo(conn, sql)))
+      const lentBefore = conn.internal.wire.transport.lentReads
       const bytes = Array.from(yield* Stream.runCollect(copyToBytes(conn, sql)))
+      // Its payloads are copied out of each read at once, so the reads were lent, not copied first.
+      assert.isAbove(conn.internal.wire.transport.lentReads, lentBefore)
       assert.strictEqual(rows.length, 200_000)
       assert.isBelow(bytes.length, rows.length / 10) // a read holds ~9 KB, ~50 rows, here
       for (const c of bytes) assert.isAtMost(c.length, 1024 * 1024)
@@ -174,6 +177,11 @@ describe("copyTo", () => {
       const copies = bytes.map((c) => c.slice())
       yield* Stream.runDrain(copyToBytes(conn, sql))
       bytes.forEach((c, i) => assert.deepStrictEqual(c, copies[i]))
+      // A slow consumer: the reader waits on it, reads are then copied (never lent to a busy reader); same bytes.
+      const slow = Array.from(
+        yield* Stream.runCollect(copyToBytes(conn, sql, { bufferChunks: 1 }).pipe(Stream.tap(() => Effect.sleep("1 millis"))))
+      )
+      assert.strictEqual(Buffer.concat(slow).toString("hex"), Buffer.concat(rows).toString("hex"))
       // A payload over the piece threshold arrives joined per read, never whole.
       const big = Array.from(
         yield* Stream.runCollect(copyToBytes(conn, "copy (select repeat('ab', 2000000)) to stdout", { pieceThreshold: 64 * 1024 }))
