@@ -51,9 +51,11 @@ const pgfx = (via: Via) => async (ctx: BenchContext): Promise<WorkerOutcome> => 
  * pgfx's explicit pipeline API (`conn.pipeline`), used as libpq's pipeline mode is by pgbench: two
  * lanes, each sending 500 statements as one segment (one Sync, so the server flushes once per segment;
  * PostgreSQL's semantics: an error would skip the rest of the segment) and waiting for them before the
- * next 500 — at most 1,000 in flight, like the others.
+ * next 500 — at most 1,000 in flight, like the others. With `syncEach`, every statement is its own segment
+ * (its own Sync, as the fiber API and every Node client send them): the least client work there is for that
+ * protocol shape, so its rate is what the server allows with one flush per statement.
  */
-const pgfxPipeline = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+const pgfxPipeline = (syncEach: boolean) => async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Effect = await import("effect/Effect")
   const Connection = await import("@pgfx/connection/Connection")
   const LANES = 2
@@ -66,8 +68,8 @@ const pgfxPipeline = async (ctx: BenchContext): Promise<WorkerOutcome> => {
           Effect.gen(function*() {
             for (let at = first; at < first + n; at += PER_PIPELINE) {
               const segment = Array.from({ length: PER_PIPELINE }, (_, k) => ({ sql: SQL, params: [at + k] }))
-              const [out] = yield* conn.pipeline([segment], { rowMode: "array" })
-              out!.forEach((o, k) => {
+              const outs = yield* conn.pipeline(syncEach ? segment.map((statement) => [statement]) : [segment], { rowMode: "array" })
+              outs.flat().forEach((o, k) => {
                 if (o._tag !== "Success") throw new Error(`statement ${at + k} failed: ${o._tag}`)
                 check((o.result.rows[0] as unknown as ReadonlyArray<unknown>)[0], at + k)
               })
@@ -142,7 +144,14 @@ const pgbench = (ctx: BenchContext) =>
 const contenders: ReadonlyArray<Contender> = [
   { id: "pgfx", label: "pgfx, 1000 fibers", group: GROUP, isPgfx: true, run: pgfx("tcp") },
   { id: "pgfx-unix", label: "pgfx, 1000 fibers, unix socket", group: GROUP, isPgfx: true, run: pgfx("unix") },
-  { id: "pgfx-pipeline", label: "pgfx explicit pipeline (conn.pipeline), 2 × 500 per Sync", group: GROUP, isPgfx: true, run: pgfxPipeline },
+  { id: "pgfx-pipeline", label: "pgfx explicit pipeline (conn.pipeline), 2 × 500 per Sync", group: GROUP, isPgfx: true, run: pgfxPipeline(false) },
+  {
+    id: "pgfx-pipeline-sync-each",
+    label: "pgfx explicit pipeline, a Sync after each statement (the fibers' protocol shape)",
+    group: GROUP,
+    isPgfx: true,
+    run: pgfxPipeline(true)
+  },
   { id: "pg", label: "pg 8.23, pipeline: true, 1000 promises", group: GROUP, run: pg },
   { id: "postgres", label: "postgres.js 3.4, max 1, 1000 promises", group: GROUP, run: postgres },
   { id: "effect-sql", label: "@effect/sql-pg 4, 1 connection, multiplex", group: GROUP, run: effectSql },
