@@ -47,34 +47,47 @@ const checkKept = async (kept: number, exec: (sql: string) => Promise<unknown>):
   if (kept !== keptRows || actual !== expected) throw new Error(`COPY kept ${kept} rows, table: ${String(actual)}, expected ${expected}`)
 }
 
-const copyFrom2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
+/**
+ * COPY FROM fed by a Stream generating rows 1..ROWS as it is pulled, `perPull` rows per pull: `items(from, to)`
+ * makes one pull's items (strings or byte chunks) of rows from..to-1.
+ */
+const copyFromGenerated = <A extends string | Uint8Array>(
+  perPull: number,
+  items: (from: number, to: number) => readonly [A, ...Array<A>]
+) =>
+async (ctx: BenchContext): Promise<WorkerOutcome> => {
   const Cause = await import("effect/Cause")
   const Effect = await import("effect/Effect")
   const Stream = await import("effect/Stream")
   const { copyFrom } = await import("@pgfx/connection/Copy")
   return withPgfx(ctx, "tcp", async (conn, exec) => {
-    /** Rows 1..ROWS, BATCH rows per pull, generated as they are pulled. */
-    const rows = Stream.fromPull(
+    const generated = Stream.fromPull(
       Effect.sync(() => {
         let next = 1
         return Effect.suspend(() => {
           if (next > ROWS) return Cause.done()
-          const to = Math.min(next + BATCH, ROWS + 1)
-          const batch = new Array<string>(to - next)
-          for (let i = next; i < to; i++) batch[i - next] = textRow(i)
+          const to = Math.min(next + perPull, ROWS + 1)
+          const pulled = items(next, to)
           next = to
-          return Effect.succeed(batch as unknown as readonly [string, ...Array<string>])
+          return Effect.succeed(pulled)
         })
       })
     )
     await exec(`truncate ${TABLE}`)
     const stop = startTimer()
-    const kept = await Effect.runPromise(Stream.run(rows, copyFrom(conn, `copy ${TABLE} from stdin where i % ${KEEP_EVERY} = 0`)))
+    const kept = await Effect.runPromise(Stream.run(generated, copyFrom(conn, `copy ${TABLE} from stdin where i % ${KEEP_EVERY} = 0`)))
     const outcome = stop(ROWS)
     await checkKept(kept, exec)
     return withBytes(outcome, BYTES)
   })
 }
+
+/** BATCH text rows per pull, one string each. */
+const copyFrom2GB = copyFromGenerated(BATCH, (from, to) => {
+  const batch = new Array<string>(to - from)
+  for (let i = from; i < to; i++) batch[i - from] = textRow(i)
+  return batch as unknown as readonly [string, ...Array<string>]
+})
 
 /** Rows per byte chunk of the byte-chunk producer: 64 rows, 64,000 bytes (a file read stream's chunk size). */
 const ROWS_PER_CHUNK = 64
@@ -99,32 +112,7 @@ const byteChunk = (from: number, to: number): Uint8Array => {
 }
 
 /** COPY FROM fed by a Stream of 64,000-byte chunks generated as they are pulled (bytes in, not strings). */
-const copyFromBytes2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
-  const Cause = await import("effect/Cause")
-  const Effect = await import("effect/Effect")
-  const Stream = await import("effect/Stream")
-  const { copyFrom } = await import("@pgfx/connection/Copy")
-  return withPgfx(ctx, "tcp", async (conn, exec) => {
-    const chunks = Stream.fromPull(
-      Effect.sync(() => {
-        let next = 1
-        return Effect.suspend(() => {
-          if (next > ROWS) return Cause.done()
-          const to = Math.min(next + ROWS_PER_CHUNK, ROWS + 1)
-          const chunk = byteChunk(next, to)
-          next = to
-          return Effect.succeed([chunk] as const)
-        })
-      })
-    )
-    await exec(`truncate ${TABLE}`)
-    const stop = startTimer()
-    const kept = await Effect.runPromise(Stream.run(chunks, copyFrom(conn, `copy ${TABLE} from stdin where i % ${KEEP_EVERY} = 0`)))
-    const outcome = stop(ROWS)
-    await checkKept(kept, exec)
-    return withBytes(outcome, BYTES)
-  })
-}
+const copyFromBytes2GB = copyFromGenerated(ROWS_PER_CHUNK, (from, to) => [byteChunk(from, to)])
 
 /** The same byte chunks through pg-copy-streams (a Readable generating them as they are read): the peer's figure for it. */
 const pgCopyStreamsBytes2GB = async (ctx: BenchContext): Promise<WorkerOutcome> => {
