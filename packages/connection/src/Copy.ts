@@ -39,12 +39,11 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
-import type * as Schema from "effect/Schema"
+import * as Schema from "effect/Schema"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type * as Arr from "effect/Array"
 import type { Done } from "effect/Cause"
-import * as SchemaRuntime from "effect/Schema"
 import { decodeCopyBothResponse, decodeCopyInResponse, decodeCopyOutResponse, encodeCopyDone, encodeCopyFail } from "@pgfx/codec/Copy"
 import type { FrameStreamHandler } from "@pgfx/codec/Frame"
 import { Reader } from "@pgfx/codec/internal/Reader"
@@ -591,10 +590,10 @@ export interface CopyFromFileOptions extends Pick<CopyFromOptions, "highWaterMar
 }
 
 /** A file given to `copyFromFile` or `copyToFile` could not be opened, read or written. */
-export class CopyFileError extends SchemaRuntime.TaggedError<CopyFileError>()("CopyFileError", {
-  reason: SchemaRuntime.Literals(["Open", "Read", "Write"]),
-  path: SchemaRuntime.String,
-  message: SchemaRuntime.String
+export class CopyFileError extends Schema.TaggedError<CopyFileError>()("CopyFileError", {
+  reason: Schema.Literals(["Open", "Read", "Write"]),
+  path: Schema.String,
+  message: Schema.String
 }) {}
 
 const fileError = (reason: "Open" | "Read" | "Write", path: string, e: unknown) =>
@@ -1264,7 +1263,7 @@ export const copyFromRows = <A = Record<string, unknown> | ReadonlyArray<unknown
         }
         binaryColumns.push(yield* binaryColumn(conn, name, oid))
       }
-      const encode = schema === undefined ? undefined : SchemaRuntime.encodeSync(schema as Schema.Codec<A, unknown>)
+      const encode = schema === undefined ? undefined : Schema.encodeSync(schema as Schema.Codec<A, unknown>)
       const sql = `COPY ${relation} (${columns.map(quoteIdentifier).join(", ")}) FROM STDIN (FORMAT binary)`
       return copyInSink<A>(
         conn,
