@@ -7,11 +7,11 @@
  * - `md5Verifier` is the pg_authid form (`"md5" + md5hex(password ‖ user)`), and
  *   `md5PasswordFromVerifier` answers a salt from it, as the server checks a client's answer.
  */
-import { createHash } from "node:crypto"
+import { nodeCrypto } from "./internal/nodeCrypto.ts"
 import { encodeUtf8 } from "./internal/utf8.ts"
 
 const md5Hex = (...parts: ReadonlyArray<Uint8Array>): string => {
-  const h = createHash("md5")
+  const h = nodeCrypto().createHash("md5")
   for (const part of parts) h.update(part)
   return h.digest("hex")
 }

@@ -19,7 +19,7 @@
  *   small LRU keyed by a SHA-256 of the three, so a pool re-authenticating pays it once and no
  *   password is kept as a map key.
  */
-import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
+import { nodeCrypto } from "./internal/nodeCrypto.ts"
 import * as Schema from "effect/Schema"
 import { encodeUtf8 } from "./internal/utf8.ts"
 import { preparePassword } from "./SaslPrep.ts"
@@ -144,8 +144,8 @@ export const chooseMechanism = (
 
 const KEY_LENGTH = 32 // SHA-256 output
 
-const hmac = (key: Uint8Array, data: Uint8Array | string): Uint8Array => createHmac("sha256", key).update(data).digest()
-const sha256 = (data: Uint8Array): Uint8Array => createHash("sha256").update(data).digest()
+const hmac = (key: Uint8Array, data: Uint8Array | string): Uint8Array => nodeCrypto().createHmac("sha256", key).update(data).digest()
+const sha256 = (data: Uint8Array): Uint8Array => nodeCrypto().createHash("sha256").update(data).digest()
 
 const xor = (a: Uint8Array, b: Uint8Array): Uint8Array => {
   const out = new Uint8Array(a.length)
@@ -153,7 +153,7 @@ const xor = (a: Uint8Array, b: Uint8Array): Uint8Array => {
   return out
 }
 
-const constantTimeEqual = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && timingSafeEqual(a, b)
+const constantTimeEqual = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && nodeCrypto().timingSafeEqual(a, b)
 
 /** A small LRU of PBKDF2 results; keys are SHA-256(iterations ‖ salt length ‖ salt ‖ password). */
 export class SaltedPasswordCache {
@@ -175,7 +175,7 @@ export class SaltedPasswordCache {
     const view = new DataView(header.buffer)
     view.setUint32(0, iterations)
     view.setUint32(4, salt.length)
-    return createHash("sha256").update(header).update(salt).update(password).digest("base64")
+    return nodeCrypto().createHash("sha256").update(header).update(salt).update(password).digest("base64")
   }
 
   /**
@@ -188,7 +188,7 @@ export class SaltedPasswordCache {
     const key = this.keyOf(prepared, salt, iterations)
     if (this.entries.has(key)) return Promise.resolve()
     return new Promise((resolve, reject) =>
-      pbkdf2(prepared, salt, iterations, KEY_LENGTH, "sha256", (err, salted) => {
+      nodeCrypto().pbkdf2(prepared, salt, iterations, KEY_LENGTH, "sha256", (err, salted) => {
         if (err !== null) return reject(err)
         if (this.capacity > 0) {
           if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!)
@@ -211,7 +211,7 @@ export class SaltedPasswordCache {
       return found
     }
     this.misses++
-    const salted = pbkdf2Sync(password, salt, iterations, KEY_LENGTH, "sha256")
+    const salted = nodeCrypto().pbkdf2Sync(password, salt, iterations, KEY_LENGTH, "sha256")
     if (this.capacity > 0) {
       if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!)
       this.entries.set(key, salted)
@@ -384,7 +384,7 @@ const start = (options: ScramClientOptions): ScramClientFirst => {
   if (!positiveInteger(minIterations) || !positiveInteger(maxIterations) || maxIterations < minIterations) {
     fail("InvalidOptions", `invalid iteration limits [${minIterations}, ${maxIterations}]`)
   }
-  const clientNonce = options.nonce ?? randomBytes(18).toString("base64")
+  const clientNonce = options.nonce ?? nodeCrypto().randomBytes(18).toString("base64")
   if (!isPrintableNonce(clientNonce)) fail("InvalidOptions", "the client nonce must be printable ASCII without ','")
   const header = gs2Header(binding)
   const clientFirstBare = `n=${escapeSaslName(options.username ?? "")},r=${clientNonce}`
@@ -529,7 +529,7 @@ export interface ScramVerifier {
 /** PostgreSQL's stored form (pg_authid.rolpassword): `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`. */
 export const scramVerifier = (
   password: string | Uint8Array,
-  salt: Uint8Array = randomBytes(DEFAULT_SALT_LENGTH),
+  salt: Uint8Array = nodeCrypto().randomBytes(DEFAULT_SALT_LENGTH),
   iterations = DEFAULT_MIN_ITERATIONS
 ): string => formatVerifier(makeVerifier(password, salt, iterations))
 
@@ -610,7 +610,7 @@ export class ScramServer {
   ): ScramServer {
     const verifier = makeVerifier(
       password,
-      options.salt ?? randomBytes(DEFAULT_SALT_LENGTH),
+      options.salt ?? nodeCrypto().randomBytes(DEFAULT_SALT_LENGTH),
       options.iterations ?? DEFAULT_MIN_ITERATIONS
     )
     return new ScramServer(verifier, options)
@@ -662,7 +662,7 @@ export class ScramServer {
     checkExtensions(attrs, 2, "InvalidClientFirst", what)
     const clientNonce = attrs[1]!.value
     if (!isPrintableNonce(clientNonce)) fail("InvalidClientFirst", `${what}: the nonce has non-printable characters`)
-    const nonce = clientNonce + (this.options.nonce ?? randomBytes(18).toString("base64"))
+    const nonce = clientNonce + (this.options.nonce ?? nodeCrypto().randomBytes(18).toString("base64"))
     const v = this.verifier
     const serverFirst = `r=${nonce},s=${toBase64(v.salt)},i=${v.iterations}`
     const expectedBinding = channelBindingValue(header, bindingData)
@@ -867,4 +867,4 @@ export const certificateSignatureHash = (certificateDer: Uint8Array): string => 
 
 /** The tls-server-end-point channel binding data for a server certificate (DER). */
 export const tlsServerEndPoint = (certificateDer: Uint8Array): Uint8Array =>
-  new Uint8Array(createHash(certificateSignatureHash(certificateDer)).update(certificateDer).digest())
+  new Uint8Array(nodeCrypto().createHash(certificateSignatureHash(certificateDer)).update(certificateDer).digest())

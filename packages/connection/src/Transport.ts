@@ -15,6 +15,9 @@
  *   chunk (see `lendable`): the view of the read buffer is then handled at once and nothing of it may be
  *   kept past that call. A TLS socket (set up over the plain one, or direct) delivers its own chunks
  *   through 'data' events.
+ * - node:tls is loaded on first use (`tls()`, `process.getBuiltinModule`): a connection without TLS never
+ *   loads it (~5 MB of resident memory; node:crypto likewise waits for a password exchange, codec's
+ *   `internal/nodeCrypto.ts`).
  * - Read batching (`readBatchingMs`, off unless a replication stream asks for it; plain TCP sockets only,
  *   see `setReadBatching`): after a read of less than `BATCHED_READ_BELOW` bytes that came within
  *   `BUSY_READ_GAP_MS` of the previous read (a busy stream), the socket stops reading for `readBatchingMs`
@@ -29,9 +32,15 @@
  */
 import { Buffer } from "node:buffer"
 import * as Net from "node:net"
-import * as Tls from "node:tls"
+import type * as Tls from "node:tls"
 import * as Effect from "effect/Effect"
 import { ConnectionError } from "./PgError.ts"
+
+/**
+ * node:tls, loaded on first use: a connection without TLS never loads it (it is ~5 MB of resident memory
+ * on its own, with the OpenSSL state it sets up).
+ */
+const tls = (): typeof Tls => process.getBuiltinModule("node:tls")
 
 export type TransportEvent =
   | {
@@ -374,23 +383,23 @@ export class Transport {
       this.route = undefined
       let done = false
       let timer: ReturnType<typeof setTimeout> | undefined
-      const tls = Tls.connect({ ...options, socket: plain })
+      const secure = tls().connect({ ...options, socket: plain })
       const finish = (error: ConnectionError | undefined) => {
         if (done) return
         done = true
         if (timer !== undefined) clearTimeout(timer)
-        tls.off("secureConnect", onSecure)
-        tls.off("error", onFail)
+        secure.off("secureConnect", onSecure)
+        secure.off("error", onFail)
         if (error !== undefined) {
-          tls.destroy()
+          secure.destroy()
           plain.destroy()
           resume(Effect.fail(error))
         } else {
-          this.socket = tls
+          this.socket = secure
           this.tls = true
-          const cert = tls.getPeerX509Certificate?.()
+          const cert = secure.getPeerX509Certificate?.()
           if (cert !== undefined) this.peerCertificate = new Uint8Array(cert.raw)
-          this.attach(tls)
+          this.attach(secure)
           resume(Effect.void)
         }
       }
@@ -405,8 +414,8 @@ export class Transport {
             cause: err
           })
         )
-      tls.once("secureConnect", onSecure)
-      tls.once("error", onFail)
+      secure.once("secureConnect", onSecure)
+      secure.once("error", onFail)
       if (timeoutMs !== undefined) {
         timer = setTimeout(
           () => onFail(new Error(`no TLS handshake within ${timeoutMs} ms`)),
@@ -485,7 +494,7 @@ export const connect = (options: ConnectOptions): Effect.Effect<Transport, Conne
     const onError = (err: Error) => fail(err.message, err)
     try {
       if (options.directTls !== undefined) {
-        socket = Tls.connect({
+        socket = tls().connect({
           ...options.directTls,
           ...(path === undefined ? { host: endpoint.host, port: endpoint.port } : { path }),
           ALPNProtocols: ["postgresql"]
