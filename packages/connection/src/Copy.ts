@@ -713,6 +713,8 @@ const queueSink = (
   let batch: Array<Uint8Array> = []
   const toConsumer = new ReaderQueue<Batch, PgError>(conn.internal.wire, queue)
   if (joined) {
+    // Every payload is copied out of its read at the flush that ends the read's handling: reads may be lent.
+    request.takesLentChunks = true
     // The payloads of one socket chunk copied once into one exactly sized buffer: one object per read
     // instead of one per row. Until the flush only where they are is noted (no allocation per payload).
     // Reused across reads (emptied, never reallocated); they only say where this read's payloads are.
@@ -819,15 +821,7 @@ const copyOut = (
   options: CopyToOptions | undefined,
   joined: boolean
 ): Stream.Stream<Uint8Array, PgError> =>
-  conn.internal.tracedStream(
-    copyOutWith<Uint8Array>(conn, sql, options, (queue, request) => {
-      // Joined payloads are copied out of each read before the reader returns: the read may be lent.
-      request.takesLentChunks = joined
-      return queueSink(conn, queue, request, joined)
-    }),
-    spanName,
-    sql
-  )
+  conn.internal.tracedStream(copyOutWith<Uint8Array>(conn, sql, options, (queue, request) => queueSink(conn, queue, request, joined)), spanName, sql)
 
 /** COPY OUT whose payloads `makeSink` turns into the stream's items (in the reader). */
 const copyOutWith = <A>(

@@ -36,10 +36,7 @@ import type * as Tls from "node:tls"
 import * as Effect from "effect/Effect"
 import { ConnectionError } from "./PgError.ts"
 
-/**
- * node:tls, loaded on first use: a connection without TLS never loads it (it is ~5 MB of resident memory
- * on its own, with the OpenSSL state it sets up).
- */
+/** node:tls, loaded on first use (see the module header). */
 const tls = (): typeof Tls => process.getBuiltinModule("node:tls")
 
 export type TransportEvent =
